@@ -1,0 +1,49 @@
+"""Which key the backend gets.
+
+With a configured backend key, that key is used. Otherwise the client's own
+key (``x-api-key``, or ``Authorization: Bearer``, which Claude Code sends when
+``ANTHROPIC_AUTH_TOKEN`` is set) is forwarded as a bearer token, so a team
+behind one proxy keeps its individual backend keys.
+
+A key starting ``sk-ant-`` is an Anthropic credential; forwarding it would
+hand it to a third party, so it is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .errors import AuthenticationFailed
+
+
+def client_key(headers: Mapping[str, str]) -> str | None:
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def backend_key(configured: str | None, headers: Mapping[str, str]) -> str | None:
+    """The key to send upstream.
+
+    Raises:
+        AuthenticationFailed: no key to forward, or an Anthropic key.
+    """
+    if configured:
+        return configured
+    key = client_key(headers)
+    if key is None:
+        raise AuthenticationFailed(
+            "No API key: send x-api-key or Authorization: Bearer (it is forwarded to the backend),"
+            " or start the proxy with --backend-key"
+        )
+    if key.startswith("sk-ant-"):
+        raise AuthenticationFailed(
+            "Refusing to forward an Anthropic API key (sk-ant-...) to a third-party backend:"
+            " use the backend's key, or start the proxy with --backend-key"
+        )
+    return key

@@ -1,0 +1,28 @@
+"""The knobs in which OpenAI-compatible backends differ.
+
+One frozen record per backend; the converters read it and never branch on a
+backend's name. Presets (vLLM, llama.cpp, DeepSeek...) are values of this type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    #: Name of the output-length field: OpenAI's reasoning models and GPT-5
+    #: reject ``max_tokens`` and want ``max_completion_tokens``.
+    max_tokens_field: str = "max_tokens"
+    #: Forward ``top_k`` (vLLM, SGLang, llama.cpp accept it; OpenAI rejects it).
+    send_top_k: bool = False
+    #: Field that carries thinking back on assistant history. DeepSeek answers
+    #: 400 on tool turns without ``reasoning_content``; None drops thinking.
+    reasoning_history_field: str | None = "reasoning_content"
+    #: Parse ``<think>...</think>`` at the start of content into thinking blocks.
+    parse_think_tags: bool = True
+    #: Ask for ``stream_options.include_usage`` (the usage chunk after finish_reason).
+    stream_usage: bool = True
+
+
+DEFAULT_DIALECT = Dialect()

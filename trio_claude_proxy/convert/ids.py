@@ -1,0 +1,64 @@
+"""Identifiers: message ids, tool-use ids, thinking signatures.
+
+Anthropic tool-use ids match ``^[a-zA-Z0-9_-]+$``; backends mint others
+(Kimi's ``functions.Bash:0``, ids with dots or colons). An id we cannot pass
+through is wrapped reversibly: ``toolu_enc_`` + base64url of the original, which
+uses only allowed characters. When the call comes back in the next request's
+history we unwrap it, so the backend sees its own id again. Being stateless, the
+mapping survives restarts and works across instances behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import string
+
+_ALNUM = string.ascii_letters + string.digits
+_VALID_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]{1,200}")
+_ENCODED_PREFIX = "toolu_enc_"
+
+#: Prefix of the signatures we put on thinking blocks. Claude Code keeps a
+#: thinking block only if it is signed (protocol.md A.6 #11); the backend never
+#: checks the signature, so it only needs to be recognisably ours.
+SIGNATURE_PREFIX = "tcp1_"
+
+
+def _random(n: int) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+
+
+def new_message_id() -> str:
+    return "msg_" + _random(24)
+
+
+def new_tool_use_id() -> str:
+    return "toolu_" + _random(24)
+
+
+def new_signature() -> str:
+    return SIGNATURE_PREFIX + _random(32)
+
+
+def is_minted_signature(signature: object) -> bool:
+    return isinstance(signature, str) and signature.startswith(SIGNATURE_PREFIX)
+
+
+def to_anthropic_tool_id(backend_id: str) -> str:
+    """A valid Anthropic id for ``backend_id``, reversible by :func:`to_backend_tool_id`."""
+    if _VALID_TOOL_ID.fullmatch(backend_id) and not backend_id.startswith(_ENCODED_PREFIX):
+        return backend_id
+    encoded = base64.urlsafe_b64encode(backend_id.encode()).decode().rstrip("=")
+    return _ENCODED_PREFIX + encoded
+
+
+def to_backend_tool_id(anthropic_id: str) -> str:
+    """Undo :func:`to_anthropic_tool_id`; other ids pass through unchanged."""
+    if not anthropic_id.startswith(_ENCODED_PREFIX):
+        return anthropic_id
+    payload = anthropic_id[len(_ENCODED_PREFIX) :]
+    try:
+        return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return anthropic_id

@@ -1,0 +1,208 @@
+"""The per-request stream: one nursery owning the relay and the keep-alive pinger.
+
+Shape (quart-trio.md 5.2): Quart enters the response body as an async context
+manager in the task that sends the response, so the nursery lives in
+:func:`open_event_stream`, an ``@asynccontextmanager`` (a ``yield`` inside a
+nursery is forbidden in a plain async generator, trio docs "Cancel scopes and
+nurseries"). Tasks and their shutdown:
+
+* the relay reads the backend, feeds the pure translator, and sends SSE bytes
+  down a zero-capacity channel, so a slow client slows the backend read rather
+  than filling a buffer;
+* the pinger, in the relay's inner nursery, sends ``event: ping`` whenever
+  nothing was written for ``ping_interval`` seconds; the relay cancels it when
+  the backend is done, and closing both channel ends finishes the response;
+* a client disconnect makes quart-trio cancel the request, which cancels this
+  nursery, and the backend response is closed within a second.
+
+Once the 200 is committed errors cannot change the status, so the relay turns
+every failure into an ``event: error`` with Anthropic's error body and ends
+the stream normally; no exception escapes to Quart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+import trio
+from quart.wrappers.response import ResponseBody
+
+from .convert import StreamTranslator
+from .convert.response import completion_as_chunk
+from .errors import ProxyError, UpstreamError
+from .sse import PING, ServerSentEvent, SSEDecoder, SSEError, encode_event, encode_events
+from .upstream import (
+    MAX_COMPLETION_BODY,
+    UpstreamResponse,
+    aclose_response,
+    map_upstream_errors,
+    parse_completion_body,
+    read_bounded,
+)
+
+log = logging.getLogger(__name__)
+
+
+class StreamBody(ResponseBody):
+    """Adapts :func:`open_event_stream` to Quart's response-body protocol.
+
+    If Quart never enters the body (the client left between our handler
+    returning and the first write), :meth:`discard` releases the backend.
+    """
+
+    def __init__(self, upstream: UpstreamResponse, cm: AbstractAsyncContextManager[Any]) -> None:
+        self._upstream = upstream
+        self._cm = cm
+        self._entered = False
+
+    async def __aenter__(self) -> Any:
+        self._entered = True
+        return await self._cm.__aenter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return await self._cm.__aexit__(exc_type, exc, tb)  # noqa: ASYNC102 (pure delegation)
+
+    async def discard(self) -> None:
+        if not self._entered:
+            await aclose_response(self._upstream)
+
+
+class KeepAlive:
+    """Sends a ping once the client has heard nothing for ``interval`` seconds."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.due = trio.current_time() + interval
+
+    def touch(self) -> None:
+        self.due = trio.current_time() + self.interval
+
+    async def run(self, send: trio.MemorySendChannel[bytes]) -> None:
+        async with send:
+            while True:
+                await trio.sleep_until(self.due)
+                if trio.current_time() >= self.due:
+                    await send.send(PING)
+                    self.touch()
+
+
+@asynccontextmanager
+async def open_event_stream(
+    upstream: UpstreamResponse,
+    translator: StreamTranslator,
+    *,
+    ping_interval: float,
+    label: str = "",
+) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
+    send, receive = trio.open_memory_channel[bytes](0)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_relay, upstream, translator, send, ping_interval, label)
+            async with receive:
+                yield receive
+            nursery.cancel_scope.cancel(reason="client stopped reading")
+    finally:
+        await aclose_response(upstream)
+
+
+async def _relay(
+    upstream: UpstreamResponse,
+    translator: StreamTranslator,
+    send: trio.MemorySendChannel[bytes],
+    ping_interval: float,
+    label: str,
+) -> None:
+    started = time.monotonic()
+    outcome = "ok"
+    keepalive = KeepAlive(ping_interval)
+    try:
+        async with send, trio.open_nursery() as inner:
+            inner.start_soon(keepalive.run, send.clone())
+            await send.send(encode_events(translator.start()))
+            keepalive.touch()
+            try:
+                await _pump(upstream, translator, send, keepalive)
+            except ProxyError as exc:
+                outcome = f"error {exc.error_type}: {exc.message}"
+                await send.send(encode_event(exc.body()))
+            except Exception as exc:
+                log.exception("stream relay failed")
+                outcome = f"crash {type(exc).__name__}"
+                await send.send(encode_event(UpstreamError("Internal proxy error").body()))
+            inner.cancel_scope.cancel(reason="backend stream finished")
+    except trio.Cancelled:
+        outcome = "client disconnected"
+        raise
+    finally:
+        log.info("%s stream %s in %.2fs", label, outcome, time.monotonic() - started)
+
+
+async def _pump(
+    upstream: UpstreamResponse,
+    translator: StreamTranslator,
+    send: trio.MemorySendChannel[bytes],
+    keepalive: KeepAlive,
+) -> None:
+    content_type = upstream.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        # A backend that ignored stream:true (or put an error in a 200).
+        body = parse_completion_body(await read_bounded(upstream, MAX_COMPLETION_BODY))
+        events = translator.feed(completion_as_chunk(body)) + translator.finish()
+        await send.send(encode_events(events))
+        return
+    decoder = SSEDecoder()
+    done = False
+    try:
+        with map_upstream_errors():
+            # aclosing: a stream abandoned mid-way (disconnect) is closed here,
+            # not left suspended for the garbage collector to finalize.
+            async with aclosing(upstream.aiter_bytes()) as chunks:
+                async for data in chunks:
+                    events: list[dict[str, Any]] = []
+                    done = translate_sse_events(decoder.feed(data), translator, events)
+                    if events:
+                        await send.send(encode_events(events))
+                        keepalive.touch()
+                    if done:
+                        break
+        tail: list[dict[str, Any]] = []
+        if not done:
+            translate_sse_events(decoder.close(), translator, tail)
+    except SSEError as exc:
+        raise UpstreamError(f"Backend stream unusable: {exc}") from exc
+    tail += translator.finish()
+    await send.send(encode_events(tail))
+
+
+def translate_sse_events(
+    sse_events: list[ServerSentEvent], translator: StreamTranslator, out: list[dict[str, Any]]
+) -> bool:
+    """Feed decoded SSE events to the translator (pure); True once ``[DONE]`` arrived.
+
+    Groq reports mid-stream failures as a named ``event: error``; the others
+    put an error object in the data, which the translator recognises.
+    """
+    for sse in sse_events:
+        data = sse.data
+        if data == "[DONE]":
+            return True
+        if not data.strip():
+            continue
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            raise UpstreamError(f"Backend sent malformed stream data: {data[:200]!r}") from None
+        if not isinstance(chunk, dict):
+            raise UpstreamError(f"Backend sent malformed stream data: {data[:200]!r}")
+        if sse.event == "error" and "error" not in chunk:
+            chunk = {"error": chunk}
+        out.extend(translator.feed(chunk))
+    return False

@@ -1,0 +1,179 @@
+"""The backend client: the only module that imports httpx.
+
+httpx failures and the backend's error responses are mapped to
+:mod:`~trio_claude_proxy.errors` classes in exactly one place,
+:func:`map_upstream_errors`, picking the most specific match.
+
+Error handling: every call either returns what the backend sent with a 2xx
+status, or raises :class:`~trio_claude_proxy.errors.ProxyError`. Error bodies
+are read only up to :data:`MAX_ERROR_BODY` bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import trio
+
+from . import errors
+from .errors import ProxyError, UpstreamError, UpstreamTimeout
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_BODY = 64 * 1024
+#: A non-streamed completion can be long (a model writing a file), but not unbounded.
+MAX_COMPLETION_BODY = 64 * 1024 * 1024
+#: How long closing a backend response may take once we give up on it.
+CLOSE_TIMEOUT = 1.0
+
+UpstreamResponse = httpx.Response
+
+
+@contextmanager
+def map_upstream_errors() -> Iterator[None]:
+    """Turn httpx's transport failures into ProxyErrors (``raise ... from exc``)."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        phase = {
+            httpx.ConnectTimeout: "connecting to",
+            httpx.ReadTimeout: "waiting for",
+            httpx.WriteTimeout: "sending to",
+            httpx.PoolTimeout: "waiting for a connection to",
+        }.get(type(exc), "talking to")
+        raise UpstreamTimeout(f"Timed out {phase} the backend") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamError(f"Cannot connect to the backend: {exc}") from exc
+    except httpx.RemoteProtocolError as exc:
+        raise UpstreamError(f"The backend closed the connection: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"Backend request failed: {type(exc).__name__}: {exc}") from exc
+
+
+class Backend:
+    """One OpenAI-compatible backend.
+
+    Args:
+        settings: where it is and how long to wait for it.
+        client: an ``httpx.AsyncClient`` to use (tests pass one with a
+            ``MockTransport``); by default one is made and owned here.
+    """
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.url = settings.chat_completions_url
+        self._owns_client = client is None
+        self.client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                settings.backend_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout
+            ),
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+            # Environment proxies (HTTP_PROXY) are for the user's browser, not
+            # for a backend that usually sits on loopback.
+            trust_env=False,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    def _headers(self, api_key: str | None, *, stream: bool) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "accept": "text/event-stream" if stream else "application/json",
+        }
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        return headers
+
+    async def open_stream(self, payload: dict[str, Any], api_key: str | None) -> UpstreamResponse:
+        """POST a streaming request; return the response once its 2xx status is in.
+
+        The caller owns the returned response and must :func:`aclose_response` it.
+        """
+        request = self.client.build_request(
+            "POST", self.url, content=_dumps(payload), headers=self._headers(api_key, stream=True)
+        )
+        with map_upstream_errors():
+            response = await self.client.send(request, stream=True)
+        if response.is_success:
+            return response
+        try:
+            raise await _error_from_response(response)
+        finally:
+            await aclose_response(response)
+
+    async def complete(self, payload: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+        """POST a non-streaming request; return the parsed completion."""
+        request = self.client.build_request(
+            "POST", self.url, content=_dumps(payload), headers=self._headers(api_key, stream=False)
+        )
+        with map_upstream_errors():
+            response = await self.client.send(request, stream=True)
+        try:
+            if not response.is_success:
+                raise await _error_from_response(response)
+            body = await read_bounded(response, MAX_COMPLETION_BODY)
+        finally:
+            await aclose_response(response)
+        return parse_completion_body(body)
+
+
+def parse_completion_body(body: bytes) -> dict[str, Any]:
+    """A non-streamed completion. DeepSeek pads queued responses with blank lines."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        raise UpstreamError(
+            f"Backend returned a response that is not JSON: {body[:200]!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise UpstreamError("Backend returned JSON that is not an object")
+    return value
+
+
+async def read_bounded(response: UpstreamResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    with map_upstream_errors():
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamError(f"Backend response larger than {limit} bytes")
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _error_from_response(response: UpstreamResponse) -> ProxyError:
+    try:
+        raw = await read_bounded(response, MAX_ERROR_BODY)
+    except ProxyError:
+        raw = b""
+    text = raw.decode("utf-8", errors="replace")
+    body: Any
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = text
+    error = errors.error_from_upstream(response.status_code, body, _lower(response.headers))
+    log.info("backend answered %s: %s", response.status_code, error.message)
+    return error
+
+
+async def aclose_response(response: UpstreamResponse) -> None:
+    """Close a backend response even while being cancelled, within a bounded time."""
+    with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+        await response.aclose()
+
+
+def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
