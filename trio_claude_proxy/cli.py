@@ -66,7 +66,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(serve, settings)
     except KeyboardInterrupt:
         return 130
-    except OSError as exc:  # e.g. the port is taken
-        logging.getLogger("trio_claude_proxy").error("cannot serve: %s", exc)
+    except (OSError, BaseExceptionGroup) as exc:
+        # Hypercorn's nurseries wrap a failed bind (port taken) in groups.
+        cause = _first_os_error(exc)
+        if cause is None:
+            raise
+        logging.getLogger("trio_claude_proxy").error("cannot serve: %s", cause)
         return 1
     return 0
+
+
+def _first_os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_os_error(inner)
+            if found is not None:
+                return found
+    return None
