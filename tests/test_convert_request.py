@@ -11,6 +11,8 @@ from trio_claude_proxy.convert import Dialect, to_chat_request, validate_request
 from trio_claude_proxy.convert.ids import to_anthropic_tool_id, to_backend_tool_id
 from trio_claude_proxy.errors import InvalidRequest
 
+from .pdfs import pdf_b64
+
 
 def convert(**request: Any) -> dict[str, Any]:
     request.setdefault("model", "claude-x")
@@ -222,12 +224,67 @@ def test_documents_and_search_results_become_text() -> None:
         {"type": "document", "title": "Notes", "source": {"type": "text", "media_type": "text/plain", "data": "hello"}},
         {"type": "search_result", "source": "https://s", "title": "T",
          "content": [{"type": "text", "text": "found"}]},
-        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}},
+        {"type": "document", "source": {"type": "content", "content": [{"type": "text", "text": "inner"}]}},
     ]}])
     text = out["messages"][0]["content"]
     assert "Document: Notes\nhello" in text
     assert "Search result: T (https://s)\nfound" in text
-    assert "JVBER" not in text and "omitted" in text
+    assert "Document\n\ninner" in text
+
+
+def pdf_request(data: str, dialect: Dialect | None = None) -> dict[str, Any]:
+    request = validate_request({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "title": "Report", "source": {"type": "base64", "media_type": "application/pdf",
+                                                            "data": data}},
+        {"type": "text", "text": "Summarise."},
+    ]}]})
+    return to_chat_request(request, model="m", **({"dialect": dialect} if dialect else {}))
+
+
+def test_pdf_text_is_extracted_for_backends_without_file_parts() -> None:
+    content = pdf_request(pdf_b64(["Quarterly revenue rose", "Costs fell"]))["messages"][0]["content"]
+    assert content.startswith("Document: Report (PDF, 2 pages)")
+    assert "Quarterly revenue rose" in content and "Costs fell" in content
+    assert content.endswith("Summarise.")
+
+
+def test_pdf_without_text_and_unreadable_pdf_become_clear_placeholders() -> None:
+    scan = pdf_request(pdf_b64(["", ""]))["messages"][0]["content"]
+    assert "PDF of 2 page(s) with no extractable text" in scan
+    broken = pdf_request("JVBERi0xLjQKbm9uc2Vuc2U=")["messages"][0]["content"]
+    assert "could not be read" in broken and "JVBER" not in broken
+
+
+def test_pdf_as_file_part_where_the_backend_reads_pdfs() -> None:
+    data = pdf_b64(["x"])
+    content = pdf_request(data, Dialect(pdf_file_parts=True))["messages"][0]["content"]
+    assert content[0] == {"type": "file", "file": {"filename": "Report.pdf",
+                                                   "file_data": f"data:application/pdf;base64,{data}"}}
+    assert content[1] == {"type": "text", "text": "Summarise."}
+
+
+@pytest.mark.parametrize(
+    ("fields", "style", "expected"),
+    [
+        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}}, "reasoning_effort",
+         {"reasoning_effort": "high"}),
+        ({"thinking": {"type": "adaptive"}}, "reasoning_effort", {"reasoning_effort": "medium"}),
+        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "reasoning_effort", {"reasoning_effort": "low"}),
+        ({"thinking": {"type": "enabled", "budget_tokens": 32000}}, "openrouter", {"reasoning": {"effort": "high"}}),
+        ({"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}}, "deepseek",
+         {"thinking": {"type": "disabled"}}),
+        ({"output_config": {"effort": "max"}}, "deepseek",
+         {"thinking": {"type": "enabled"}, "reasoning_effort": "high"}),
+        ({"thinking": {"type": "disabled"}}, "chat_template_kwargs", {"chat_template_kwargs": {"enable_thinking": False}}),
+        ({"thinking": {"type": "adaptive"}}, None, {}),
+        ({}, "reasoning_effort", {}),
+    ],
+)
+def test_reasoning_knob(fields: dict[str, Any], style: str | None, expected: dict[str, Any]) -> None:
+    request = validate_request({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                                **fields})
+    out = to_chat_request(request, model="m", dialect=Dialect(reasoning=style))
+    assert {k: v for k, v in out.items() if k not in ("model", "max_tokens", "messages")} == expected
 
 
 def test_tool_ids_round_trip() -> None:

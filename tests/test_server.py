@@ -267,3 +267,22 @@ async def test_system_messages_inside_messages_are_accepted(start_proxy: Any) ->
         })
     assert response.status_code == 200
     assert proxy.backend.requests[0]["messages"][0] == {"role": "system", "content": "S\n\nM"}
+
+
+async def test_max_completion_tokens_retry_is_remembered_per_model(start_proxy: Any) -> None:
+    refusal = {"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+                                    "Use 'max_completion_tokens' instead.", "type": "invalid_request_error",
+                         "param": "max_tokens", "code": "unsupported_parameter"}}
+    ok = fakes.completion("ok")
+    proxy = await start_proxy([Reply.json(refusal, 400), Reply.json(ok),
+                               Reply.stream(fakes.sse([fakes.text("s"), fakes.chunk({}, "stop")]))])
+    client = proxy.sdk()
+    first = await client.messages.create(model="o-model", max_tokens=50, messages=HI)
+    assert content_of(first) == [{"type": "text", "text": "ok"}]
+    async with client.messages.stream(model="o-model", max_tokens=60, messages=HI) as stream:
+        await stream.get_final_message()
+    sent = proxy.backend.requests
+    assert sent[0]["max_tokens"] == 50
+    assert sent[1]["max_completion_tokens"] == 50 and "max_tokens" not in sent[1]
+    assert sent[2]["max_completion_tokens"] == 60 and "max_tokens" not in sent[2]  # remembered
+    assert len(sent) == 3

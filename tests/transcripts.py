@@ -134,6 +134,27 @@ TRANSCRIPTS = [
         usage=_usage(100, 5, 800),
     ),
     T(
+        # OpenRouter: reasoning twice (plain and typed details), then usage in the last chunk.
+        "openrouter_reasoning_and_details",
+        [
+            ": OPENROUTER PROCESSING\n\n",
+            ch({"role": "assistant", "content": "", "reasoning": "Plan",
+                "reasoning_details": [{"type": "reasoning.text", "text": "Plan", "index": 0}]}),
+            ch({"content": "", "reasoning": None,
+                "reasoning_details": [{"type": "reasoning.text", "text": " more", "index": 0}]}),
+            ch({"content": "Result"}),
+            d({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14}}),
+            DONE,
+        ],
+        content=[
+            {"type": "thinking", "thinking": "Plan more", "signature": "<signature>"},
+            {"type": "text", "text": "Result"},
+        ],
+        stop_reason="end_turn",
+        usage=_usage(10, 4),
+    ),
+    T(
         "think_tags_split_across_chunks",
         [ch({"content": c}) for c in ["<th", "ink>", "step one", "</thi", "nk>\n\n", "Done."]]
         + [ch({}, "stop"), DONE],

@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import time
+from functools import partial
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from ._version import __version__
 from .auth import backend_key
 from .convert import (
     DEFAULT_DIALECT,
+    Dialect,
     StreamTranslator,
     completion_to_message,
     to_chat_request,
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 # Counting a long prompt takes milliseconds; past this size do it in a thread
 # (tiktoken releases the GIL) rather than stall every other stream.
 _COUNT_IN_THREAD_CHARS = 32 * 1024
+# Likewise translating a body this large (it may hold PDFs to extract).
+_TRANSLATE_IN_THREAD_BYTES = 256 * 1024
 
 _SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -128,15 +132,17 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
 
     @app.route("/v1/messages/count_tokens", methods=["POST"])
     async def count_tokens() -> Any:
-        body = validate_request(await _json_body(), count_tokens=True)
-        chat = to_chat_request(body, model=body["model"], dialect=dialect)
+        raw, body = await _json_body()
+        validate_request(body, count_tokens=True)
+        chat = await _translate(raw, body, body["model"], dialect)
         return {"input_tokens": await _count(chat)}
 
     @app.route("/v1/messages", methods=["POST"])
     async def messages() -> Any:
-        body = validate_request(await _json_body())
+        raw, body = await _json_body()
+        validate_request(body)
         key = backend_key(settings.backend_key, request.headers)
-        chat = to_chat_request(body, model=body["model"], dialect=dialect)
+        chat = await _translate(raw, body, body["model"], dialect)
         translator = StreamTranslator(
             model=body["model"],
             input_tokens=await _count(chat),
@@ -156,14 +162,23 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     return app
 
 
-async def _json_body() -> Any:
+async def _json_body() -> tuple[bytes, Any]:
     data = await request.get_data(cache=False)
     if not data:
         raise InvalidRequest("Request body is empty; expected a JSON object")
     try:
-        return json.loads(data)
+        return data, json.loads(data)
     except ValueError as exc:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+
+
+async def _translate(raw: bytes, body: dict[str, Any], model: str, dialect: Dialect) -> dict[str, Any]:
+    """Translate; a large body (images, PDFs to extract) is done in a worker thread."""
+    if len(raw) > _TRANSLATE_IN_THREAD_BYTES:
+        return await trio.to_thread.run_sync(
+            partial(to_chat_request, body, model=model, dialect=dialect)
+        )
+    return to_chat_request(body, model=model, dialect=dialect)
 
 
 async def _count(chat: dict[str, Any]) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +68,8 @@ class Backend:
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         self.url = settings.chat_completions_url
+        # Models known to refuse max_tokens (insertion-ordered, bounded).
+        self._wants_max_completion_tokens: dict[Any, None] = {}
         self._owns_client = client is None
         self.client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(
@@ -91,16 +94,37 @@ class Backend:
             headers["authorization"] = f"Bearer {api_key}"
         return headers
 
-    async def open_stream(self, payload: dict[str, Any], api_key: str | None) -> UpstreamResponse:
-        """POST a streaming request; return the response once its 2xx status is in.
-
-        The caller owns the returned response and must :func:`aclose_response` it.
-        """
+    async def _post(self, payload: dict[str, Any], api_key: str | None, *, stream: bool) -> UpstreamResponse:
         request = self.client.build_request(
-            "POST", self.url, content=_dumps(payload), headers=self._headers(api_key, stream=True)
+            "POST", self.url, content=_dumps(payload), headers=self._headers(api_key, stream=stream)
         )
         with map_upstream_errors():
-            response = await self.client.send(request, stream=True)
+            return await self.client.send(request, stream=True)
+
+    async def _send(self, payload: dict[str, Any], api_key: str | None, *, stream: bool) -> UpstreamResponse:
+        """POST; return a 2xx response (the caller closes it) or raise its ProxyError.
+
+        OpenAI's reasoning models answer 400 "Unsupported parameter: 'max_tokens'
+        ... use 'max_completion_tokens'". That request is retried once with the
+        other field, and the model remembered so the next one goes right first.
+        """
+        model = payload.get("model")
+        if model in self._wants_max_completion_tokens and "max_tokens" in payload:
+            payload = _use_max_completion_tokens(payload)
+        response = await self._post(payload, api_key, stream=stream)
+        if response.is_success:
+            return response
+        try:
+            error = await _error_from_response(response)
+        finally:
+            await aclose_response(response)
+        if not (response.status_code == 400 and "max_tokens" in payload
+                and _MAX_COMPLETION_TOKENS_HINT.search(error.message)):
+            raise error
+        self._wants_max_completion_tokens[model] = None
+        while len(self._wants_max_completion_tokens) > _REMEMBERED_MODELS:
+            del self._wants_max_completion_tokens[next(iter(self._wants_max_completion_tokens))]
+        response = await self._post(_use_max_completion_tokens(payload), api_key, stream=stream)
         if response.is_success:
             return response
         try:
@@ -108,20 +132,31 @@ class Backend:
         finally:
             await aclose_response(response)
 
+    async def open_stream(self, payload: dict[str, Any], api_key: str | None) -> UpstreamResponse:
+        """POST a streaming request; return the response once its 2xx status is in.
+
+        The caller owns the returned response and must :func:`aclose_response` it.
+        """
+        return await self._send(payload, api_key, stream=True)
+
     async def complete(self, payload: dict[str, Any], api_key: str | None) -> dict[str, Any]:
         """POST a non-streaming request; return the parsed completion."""
-        request = self.client.build_request(
-            "POST", self.url, content=_dumps(payload), headers=self._headers(api_key, stream=False)
-        )
-        with map_upstream_errors():
-            response = await self.client.send(request, stream=True)
+        response = await self._send(payload, api_key, stream=False)
         try:
-            if not response.is_success:
-                raise await _error_from_response(response)
             body = await read_bounded(response, MAX_COMPLETION_BODY)
         finally:
             await aclose_response(response)
         return parse_completion_body(body)
+
+
+_MAX_COMPLETION_TOKENS_HINT = re.compile(r"max_tokens.*max_completion_tokens", re.S | re.I)
+_REMEMBERED_MODELS = 256
+
+
+def _use_max_completion_tokens(payload: dict[str, Any]) -> dict[str, Any]:
+    renamed = dict(payload)
+    renamed["max_completion_tokens"] = renamed.pop("max_tokens")
+    return renamed
 
 
 def parse_completion_body(body: bytes) -> dict[str, Any]:

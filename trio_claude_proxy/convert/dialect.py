@@ -23,6 +23,15 @@ class Dialect:
     parse_think_tags: bool = True
     #: Ask for ``stream_options.include_usage`` (the usage chunk after finish_reason).
     stream_usage: bool = True
+    #: How the request's ``thinking`` / ``output_config.effort`` reach the backend:
+    #: None (not at all), ``"reasoning_effort"`` (OpenAI, vLLM, Groq),
+    #: ``"openrouter"`` (``reasoning: {effort}``), ``"deepseek"``
+    #: (``thinking: {type}`` + ``reasoning_effort``), or ``"chat_template_kwargs"``
+    #: (``enable_thinking`` for Qwen-style templates on vLLM and SGLang).
+    reasoning: str | None = None
+    #: Send base64 PDFs as OpenAI ``file`` parts (OpenAI, OpenRouter read them);
+    #: otherwise their text is extracted here.
+    pdf_file_parts: bool = False
 
 
 DEFAULT_DIALECT = Dialect()

@@ -21,11 +21,13 @@ The rules, with the reason for each:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
 
 from .dialect import DEFAULT_DIALECT, Dialect
+from .documents import pdf_text
 from .ids import to_backend_tool_id
 from .types import ChatMessage
 
@@ -64,6 +66,7 @@ def to_chat_request(
     response_format = _response_format(request)
     if response_format:
         out["response_format"] = response_format
+    out.update(_reasoning(request, dialect.reasoning))
     return out
 
 
@@ -85,7 +88,7 @@ def _messages(request: dict[str, Any], dialect: Dialect) -> list[ChatMessage]:
                 out.append(converted)
                 call_order = {c["id"]: i for i, c in enumerate(converted.get("tool_calls", ()))}
         else:
-            out.extend(_user(content, call_order))
+            out.extend(_user(content, call_order, dialect))
             call_order = {}
     system = "\n\n".join(t for t in system_texts if t)
     merged = _merge_consecutive(out)
@@ -137,7 +140,7 @@ def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
     return message
 
 
-def _user(content: Any, call_order: dict[str, int]) -> list[ChatMessage]:
+def _user(content: Any, call_order: dict[str, int], dialect: Dialect) -> list[ChatMessage]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tool_messages: list[ChatMessage] = []
@@ -145,7 +148,7 @@ def _user(content: Any, call_order: dict[str, int]) -> list[ChatMessage]:
     parts: list[Block] = []
     for block in content:
         if block["type"] == "tool_result":
-            tool_message, images = _tool_result(block)
+            tool_message, images = _tool_result(block, dialect)
             tool_messages.append(tool_message)
             if images:
                 result_parts.append(
@@ -153,7 +156,7 @@ def _user(content: Any, call_order: dict[str, int]) -> list[ChatMessage]:
                 )
                 result_parts.extend(images)
         else:
-            parts.extend(_content_parts(block))
+            parts.extend(_content_parts(block, dialect))
     tool_messages.sort(key=lambda m: call_order.get(m["tool_call_id"], len(call_order)))
     out = tool_messages
     user_parts = result_parts + parts
@@ -162,7 +165,7 @@ def _user(content: Any, call_order: dict[str, int]) -> list[ChatMessage]:
     return out
 
 
-def _tool_result(block: Block) -> tuple[ChatMessage, list[Block]]:
+def _tool_result(block: Block, dialect: Dialect) -> tuple[ChatMessage, list[Block]]:
     content = block.get("content")
     texts: list[str] = []
     images: list[Block] = []
@@ -173,7 +176,7 @@ def _tool_result(block: Block) -> tuple[ChatMessage, list[Block]]:
             if inner.get("type") == "tool_reference":
                 texts.append(f"Tool loaded: {inner.get('tool_name', '')}")
                 continue
-            for part in _content_parts(inner):
+            for part in _content_parts(inner, dialect):
                 if part["type"] == "text":
                     texts.append(part["text"])
                 else:
@@ -189,7 +192,7 @@ def _tool_result(block: Block) -> tuple[ChatMessage, list[Block]]:
     return message, images
 
 
-def _content_parts(block: Block) -> list[Block]:
+def _content_parts(block: Block, dialect: Dialect) -> list[Block]:
     """OpenAI content parts for one Anthropic block (text and images)."""
     kind = block.get("type")
     if kind == "text":
@@ -198,7 +201,7 @@ def _content_parts(block: Block) -> list[Block]:
         url = _image_url(block.get("source") or {})
         return [{"type": "image_url", "image_url": {"url": url}}] if url else []
     if kind == "document":
-        return _document_parts(block)
+        return _document_parts(block, dialect)
     if kind == "search_result":
         texts = [c.get("text", "") for c in block.get("content") or [] if c.get("type") == "text"]
         header = f"Search result: {block.get('title', '')} ({block.get('source', '')})"
@@ -214,24 +217,44 @@ def _image_url(source: Block) -> str | None:
     return None
 
 
-def _document_parts(block: Block) -> list[Block]:
+def _document_parts(block: Block, dialect: Dialect) -> list[Block]:
     source = block.get("source") or {}
     title = block.get("title")
-    header = [f"Document: {title}"] if title else []
+    header = f"Document: {title}" if title else "Document"
     kind = source.get("type")
     if kind == "text":
-        return [{"type": "text", "text": "\n".join([*header, source.get("data", "")])}]
+        return [{"type": "text", "text": f"{header}\n{source.get('data', '')}"}]
     if kind == "content":
         inner = source.get("content")
         if isinstance(inner, str):
-            return [{"type": "text", "text": "\n".join([*header, inner])}]
-        parts = [p for b in inner or [] for p in _content_parts(b)]
-        return ([{"type": "text", "text": header[0]}] if header else []) + parts
+            return [{"type": "text", "text": f"{header}\n{inner}"}]
+        parts = [p for b in inner or [] if isinstance(b, dict) for p in _content_parts(b, dialect)]
+        return [{"type": "text", "text": header}, *parts]
     if kind == "url":
-        return [{"type": "text", "text": "\n".join([*header, f"Document at {source.get('url')}"])}]
-    name = title or "document"
-    return [{"type": "text", "text": f"[{name}: a {source.get('media_type', 'binary')} "
-             "document this backend cannot read was omitted]"}]
+        return [{"type": "text", "text": f"{header} at {source.get('url')} (not fetched)"}]
+    media_type = source.get("media_type", "")
+    data = source.get("data")
+    if kind == "base64" and media_type == "application/pdf" and isinstance(data, str):
+        if dialect.pdf_file_parts:
+            filename = f"{title}.pdf" if title else "document.pdf"
+            return [{"type": "file", "file": {"filename": filename,
+                                               "file_data": f"data:application/pdf;base64,{data}"}}]
+        extracted = pdf_text(data)
+        if extracted is None:
+            return [{"type": "text", "text": f"[{header}: a PDF that could not be read]"}]
+        text, pages = extracted
+        if not text:
+            return [{"type": "text", "text": f"[{header}: a PDF of {pages} page(s) with no "
+                     "extractable text, e.g. a scan]"}]
+        return [{"type": "text", "text": f"{header} (PDF, {pages} pages)\n{text}"}]
+    if kind == "base64" and media_type.startswith("text/") and isinstance(data, str):
+        try:
+            decoded = base64.b64decode(data).decode("utf-8", errors="replace")
+        except ValueError:
+            decoded = ""
+        return [{"type": "text", "text": f"{header}\n{decoded}"}]
+    return [{"type": "text", "text": f"[{header}: a {media_type or kind} document this backend "
+             "cannot read was omitted]"}]
 
 
 def _collapse(parts: list[Block]) -> str | list[Block]:
@@ -331,3 +354,49 @@ def _response_format(request: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(schema, dict):
         return None
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+
+
+# ---- reasoning --------------------------------------------------------------------------
+
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def requested_effort(request: dict[str, Any]) -> str | None:
+    """The effort a request asks for: "off", "low", "medium", "high", or None (unsaid).
+
+    ``thinking: {type: enabled, budget_tokens}`` maps by budget; ``adaptive``
+    (what Claude Code sends) and a bare ``output_config.effort`` use the effort.
+    """
+    thinking = request.get("thinking")
+    config = request.get("output_config")
+    effort = config.get("effort") if isinstance(config, dict) else None
+    effort = _EFFORTS.get(effort) if isinstance(effort, str) else None
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return "off"
+    if kind == "enabled":
+        budget = thinking.get("budget_tokens")  # type: ignore[union-attr]
+        if isinstance(budget, int):
+            return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+        return effort or "medium"
+    if kind == "adaptive":
+        return effort or "medium"
+    return effort
+
+
+def _reasoning(request: dict[str, Any], style: str | None) -> dict[str, Any]:
+    effort = requested_effort(request)
+    if style is None or effort is None:
+        return {}
+    if style == "reasoning_effort":
+        return {} if effort == "off" else {"reasoning_effort": effort}
+    if style == "openrouter":
+        return {"reasoning": {"enabled": False}} if effort == "off" else {"reasoning": {"effort": effort}}
+    if style == "deepseek":
+        # DeepSeek rejects an effort alongside disabled thinking (claude-code#65863).
+        if effort == "off":
+            return {"thinking": {"type": "disabled"}}
+        return {"thinking": {"type": "enabled"}, "reasoning_effort": "low" if effort == "low" else "high"}
+    if style == "chat_template_kwargs":
+        return {"chat_template_kwargs": {"enable_thinking": effort != "off"}}
+    return {}

@@ -195,10 +195,10 @@ class StreamTranslator:
             if self.state != "STREAMING":
                 continue  # content after finish_reason: nothing valid can follow
             delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            reasoning = _reasoning_text(delta)
             if reasoning:
                 self._route("thinking", reasoning, out)
-            content = delta.get("content")
+            content = _text(delta.get("content"))
             if content:
                 if self._think is not None:
                     for kind, text in self._think.feed(content):
@@ -282,17 +282,29 @@ class StreamTranslator:
         return not call.scanner.complete
 
     def _drain(self, out: list[StreamEvent]) -> None:
-        while self._queue:
-            kind, payload = self._queue[0]
+        """Replay queued output now that it may go out.
+
+        While the open tool call is unfinished, its own queued fragments are
+        taken first, wherever they wait; everything else keeps arrival order.
+        At the end (``_finishing``) an unfinished call is given up on and the
+        queue drains in order.
+        """
+        queue = self._queue
+        while queue:
             call = self._open_call
-            if (
-                call is not None
-                and not self._finishing
-                and not call.scanner.complete
-                and not (kind == "tool" and payload[0] is call)
-            ):
-                return
-            self._queue.popleft()
+            if call is not None and not call.scanner.complete:
+                mine = next(
+                    (i for i, (kind, payload) in enumerate(queue) if kind == "tool" and payload[0] is call),
+                    None,
+                )
+                if mine is not None:
+                    kind, payload = queue[mine]
+                    del queue[mine]
+                    self._emit(kind, payload, out)
+                    continue
+                if not self._finishing:
+                    return
+            kind, payload = queue.popleft()
             self._emit(kind, payload, out)
 
     def _emit(self, kind: str, payload: Any, out: list[StreamEvent]) -> None:
@@ -430,6 +442,33 @@ class StreamTranslator:
             input_estimate=self._input_estimate,
             output_estimate=max(1, self._output_chars // _CHARS_PER_TOKEN),
         )
+
+
+def _text(value: Any) -> str:
+    """Content as text: a string, or a list of parts (Mistral-style), else nothing."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _reasoning_text(delta: dict[str, Any]) -> str:
+    """Reasoning from ``reasoning_content`` (DeepSeek, SGLang, llama.cpp), else
+    ``reasoning`` (vLLM, Ollama, OpenRouter), else OpenRouter's typed
+    ``reasoning_details`` (which repeat ``reasoning`` when both are sent)."""
+    for key in ("reasoning_content", "reasoning"):
+        text = _text(delta.get(key))
+        if text:
+            return text
+    details = delta.get("reasoning_details")
+    if not isinstance(details, list):
+        return ""
+    return "".join(
+        d.get("text") or d.get("summary") or ""
+        for d in details
+        if isinstance(d, dict) and isinstance(d.get("text") or d.get("summary") or "", str)
+    )
 
 
 def usage_from_openai(
