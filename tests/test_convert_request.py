@@ -326,3 +326,55 @@ def test_validation_names_the_field(body: Any, field: str) -> None:
 
 def test_count_tokens_request_needs_no_max_tokens() -> None:
     validate_request({"model": "m", "messages": [{"role": "user", "content": "x"}]}, count_tokens=True)
+
+
+@pytest.mark.parametrize(
+    ("block", "path"),
+    [
+        ({"type": "tool_result", "tool_use_id": "a", "content": [{"type": "text"}]}, "content.0.content.0.text"),
+        ({"type": "tool_result", "tool_use_id": "a", "content": [{"type": "text", "text": 5}]}, "content.0.content.0.text"),
+        ({"type": "tool_result", "tool_use_id": "a", "content": [{"type": "image", "source": "x"}]},
+         "content.0.content.0.source"),
+        ({"type": "tool_result", "tool_use_id": "a", "content": [{"type": "document", "source": "x"}]},
+         "content.0.content.0.source"),
+        ({"type": "document", "source": {"type": "content", "content": 5}}, "content.0.source.content"),
+        ({"type": "document", "source": {"type": "content", "content": [{"type": "text"}]}},
+         "content.0.source.content.0.text"),
+        ({"type": "document", "source": {"type": "base64", "media_type": "application/pdf"}}, "source.data"),
+        ({"type": "image", "source": {"type": "url"}}, "content.0.source.url"),
+        ({"type": "image", "source": {"type": "gopher"}}, "content.0.source.type"),
+        ({"type": "search_result", "content": "abc"}, "content.0.content"),
+        ({"type": "search_result", "content": [1]}, "content.0.content.0"),
+        ({"type": "search_result", "content": [{"type": "text", "text": 1}]}, "content.0.content.0.text"),
+        ({"type": "tool_result", "tool_use_id": "a", "content": [{"type": "search_result", "content": 3}]},
+         "content.0.content.0.content"),
+    ],
+)
+def test_nested_blocks_are_validated(block: dict[str, Any], path: str) -> None:
+    with pytest.raises(InvalidRequest) as info:
+        validate_request({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [block]}]})
+    assert path in info.value.message
+
+
+def test_reasoning_survives_merged_assistant_turns() -> None:
+    out = convert(messages=[
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "plan", "signature": "s"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "ok"},
+                                          {"type": "thinking", "thinking": "more", "signature": "s"},
+                                          {"type": "tool_use", "id": "t", "name": "A", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "r"}]},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "lone", "signature": "s"}]},
+        {"role": "user", "content": "y"},
+    ])
+    assistants = [m for m in out["messages"] if m["role"] == "assistant"]
+    assert len(assistants) == 1  # the reasoning-only turn at the end is dropped
+    assert assistants[0]["reasoning_content"] == "plan\n\nmore"
+    assert assistants[0]["content"] == "ok" and assistants[0]["tool_calls"][0]["id"] == "t"
+
+
+def test_stop_sequences_capped_where_the_backend_caps_them() -> None:
+    request = validate_request({"model": "m", "max_tokens": 5, "stop_sequences": list("abcdef"),
+                                "messages": [{"role": "user", "content": "x"}]})
+    assert to_chat_request(request, model="m")["stop"] == list("abcdef")
+    assert to_chat_request(request, model="m", dialect=Dialect(max_stop_sequences=4))["stop"] == list("abcd")

@@ -113,3 +113,13 @@ def test_stream_chunk_errors() -> None:
 @pytest.mark.parametrize(("text", "seconds"), [("6m0s", 360), ("1.5s", 1.5), ("20ms", 0.02), ("3", 3), ("x", None)])
 def test_parse_duration(text: str, seconds: float | None) -> None:
     assert errors.parse_duration(text) == seconds
+
+
+def test_current_vllm_and_llamacpp_overflow_wordings() -> None:
+    vllm = ("This model's maximum context length is 32768 tokens. However, your request has 40000 input "
+            "tokens. Please reduce the length of the input messages.")
+    assert error_from_upstream(400, {"error": {"message": vllm}}).message == (
+        "prompt is too long: 40000 tokens > 32768 maximum")
+    llamacpp = {"error": {"code": 400, "message": "the request exceeds the available context size, try increasing it",
+                          "type": "exceed_context_size_error", "n_prompt_tokens": 24071, "n_ctx": 8192}}
+    assert error_from_upstream(400, llamacpp).message == "prompt is too long: 24071 tokens > 8192 maximum"

@@ -185,3 +185,96 @@ def test_think_tags_can_be_turned_off() -> None:
 def test_think_tag_later_in_the_answer_is_text() -> None:
     events = feed_all([c({"content": "Use <think> tags"}, "stop")])
     assert accumulate(events)["content"] == [{"type": "text", "text": "Use <think> tags"}]
+
+
+def tc(index: int, id: str | None = None, name: str | None = None, arguments: str = "") -> dict[str, Any]:
+    call: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+    if id is not None:
+        call["id"] = id
+    if name is not None:
+        call["function"]["name"] = name
+    return c({"tool_calls": [call]})
+
+
+def inputs(events: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    assert_valid_stream(events)
+    return [(b["name"], b["input"]) for b in accumulate(events)["content"] if b["type"] == "tool_use"]
+
+
+def test_blank_first_argument_delta_is_not_sent() -> None:
+    events = feed_all([tc(0, "a", "A", " "), tc(0, arguments='{"c": 1}'), c({}, "tool_calls")])
+    assert inputs(events) == [("A", {"c": 1})]
+
+
+def test_interleaved_calls_with_text_between_keep_their_arguments_in_order() -> None:
+    events = feed_all([
+        tc(0, "a", "A", '{"a":'), tc(1, "b", "B", '{"b"'), c({"content": "hi"}),
+        tc(1, arguments=":"), tc(0, arguments="1}"), tc(1, arguments="2}"), c({}, "tool_calls"),
+    ])
+    assert inputs(events) == [("A", {"a": 1}), ("B", {"b": 2})]
+
+
+def test_queued_pieces_survive_the_end_of_the_stream() -> None:
+    events = feed_all([
+        tc(0, "a", "A", '{"a":'), tc(1, "b", "B", '{"b"'), c({"content": "hi"}), tc(1, arguments=":2}"),
+        c({}, "tool_calls"),
+    ])
+    assert ("B", {"b": 2}) in inputs(events)
+
+
+def test_every_call_numbered_zero_keeps_each_calls_arguments() -> None:
+    events = feed_all([tc(0, "a", "A", '{"x":1}'), tc(0, "b", "B", ""), tc(0, arguments='{"y":2}'),
+                       c({}, "tool_calls")])
+    assert inputs(events) == [("A", {"x": 1}), ("B", {"y": 2})]
+
+
+def test_new_id_mid_value_is_not_a_new_call() -> None:
+    events = feed_all([tc(0, "a", "A", '{"x":'), tc(0, "b", None, "1}"), c({}, "tool_calls")])
+    assert inputs(events) == [("A", {"x": 1})]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ('"{\\"c\\": 1}"', {"c": 1}),  # double-encoded
+        ('{"a":1}}', {"a": 1}),  # junk after the object
+        ('{"a":1}{"b":2}', {"a": 1}),  # a second object
+        ("[1, 2]", {}),  # not an object
+    ],
+)
+@pytest.mark.parametrize("stream", [True, False])
+def test_arguments_that_are_not_one_plain_object(arguments: str, expected: dict[str, Any], stream: bool) -> None:
+    from trio_claude_proxy.convert import completion_to_message
+
+    if stream:
+        events = feed_all([tc(0, "a", "A", arguments), c({}, "tool_calls")])
+        assert inputs(events) == [("A", expected)]
+    else:
+        body = {"choices": [{"message": {"content": None, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "A", "arguments": arguments}}]},
+            "finish_reason": "tool_calls"}]}
+        message = completion_to_message(body, StreamTranslator(model="m"))
+        assert message["content"][0]["input"] == expected
+
+
+def test_name_arriving_after_the_id_opens_the_block_with_it() -> None:
+    events = feed_all([tc(0, "a", None, '{"x"'), tc(0, name="Bash", arguments=": 1}"), c({}, "tool_calls")])
+    starts = [e["content_block"] for e in events if e["type"] == "content_block_start"]
+    assert starts == [{"type": "tool_use", "id": "a", "name": "Bash", "input": {}}]
+    assert inputs(events) == [("Bash", {"x": 1})]
+
+
+def test_refusal_field_becomes_text_and_stop_reason() -> None:
+    events = feed_all([c({"refusal": "I can't help with that."}), c({}, "stop")])
+    message = accumulate(events)
+    assert message["content"] == [{"type": "text", "text": "I can't help with that."}]
+    assert message["stop_reason"] == "refusal"
+
+
+def test_cache_writes_are_cache_creation() -> None:
+    events = feed_all([c({"content": "x"}, "stop"),
+                       {"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 3,
+                                                 "prompt_tokens_details": {"cached_tokens": 10,
+                                                                           "cache_write_tokens": 50}}}])
+    assert accumulate(events)["usage"] == {"input_tokens": 40, "cache_creation_input_tokens": 50,
+                                           "cache_read_input_tokens": 10, "output_tokens": 3}

@@ -173,12 +173,20 @@ async def _json_body() -> tuple[bytes, Any]:
 
 
 async def _translate(raw: bytes, body: dict[str, Any], model: str, dialect: Dialect) -> dict[str, Any]:
-    """Translate; a large body (images, PDFs to extract) is done in a worker thread."""
-    if len(raw) > _TRANSLATE_IN_THREAD_BYTES:
-        return await trio.to_thread.run_sync(
-            partial(to_chat_request, body, model=model, dialect=dialect)
-        )
-    return to_chat_request(body, model=model, dialect=dialect)
+    """Translate; a large body (images, PDFs to extract) is done in a worker thread.
+
+    Validation should have caught anything malformed; if translation still
+    trips on a request, the client gets a 400 naming the problem (a 500 would
+    make every client retry a request that can never succeed), and we log it.
+    """
+    convert = partial(to_chat_request, body, model=model, dialect=dialect)
+    try:
+        if len(raw) > _TRANSLATE_IN_THREAD_BYTES:
+            return await trio.to_thread.run_sync(convert)
+        return convert()
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        log.exception("could not translate a request that passed validation")
+        raise InvalidRequest(f"Cannot translate this request: {type(exc).__name__}: {exc}") from None
 
 
 async def _count(chat: dict[str, Any]) -> int:

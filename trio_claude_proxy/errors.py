@@ -175,7 +175,7 @@ def error_from_upstream(
     words Claude Code acts on.
     """
     message = upstream_error_message(body)
-    overflow = context_overflow_message(message)
+    overflow = context_overflow_message(message) or _overflow_from_fields(body)
     if overflow is not None and status < 500:
         return InvalidRequest(overflow)
     passed = {}
@@ -245,6 +245,13 @@ _OVERFLOW_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         ),
         "limit_input_output",
     ),
+    # vLLM: "This model's maximum context length is 32768 tokens. However, your
+    # request has 40000 input tokens."
+    (
+        re.compile(r"maximum context length is " + _INT + r" tokens.*?your request has " + _INT
+                   + r" input tokens", re.S),
+        "limit_input",
+    ),
     # OpenAI: "maximum context length is X tokens. However, your messages resulted in Y tokens"
     (
         re.compile(
@@ -303,6 +310,18 @@ def context_overflow_message(text: str) -> str | None:
             f"input length and `max_tokens` exceed context limit: "
             f"{prompt} + {max_tokens} > {limit}, decrease input length or `max_tokens` and try again"
         )
+    return None
+
+
+def _overflow_from_fields(body: Any) -> str | None:
+    """llama.cpp's current wording carries the numbers only as fields:
+    ``{"error":{"type":"exceed_context_size_error","n_prompt_tokens":..,"n_ctx":..}}``."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return None
+    prompt, limit = err.get("n_prompt_tokens"), err.get("n_ctx")
+    if isinstance(prompt, int) and isinstance(limit, int) and limit > 0:
+        return f"prompt is too long: {prompt} tokens > {limit} maximum"
     return None
 
 

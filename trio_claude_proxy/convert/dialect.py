@@ -29,6 +29,8 @@ class Dialect:
     #: (``thinking: {type}`` + ``reasoning_effort``), or ``"chat_template_kwargs"``
     #: (``enable_thinking`` for Qwen-style templates on vLLM and SGLang).
     reasoning: str | None = None
+    #: OpenAI, Azure and Groq accept at most 4 stop strings; None: no limit.
+    max_stop_sequences: int | None = None
     #: Send base64 PDFs as OpenAI ``file`` parts (OpenAI, OpenRouter read them);
     #: otherwise their text is extracted here.
     pdf_file_parts: bool = False

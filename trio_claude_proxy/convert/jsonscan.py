@@ -37,14 +37,22 @@ class ArgumentScanner:
         return self.started and not self.stack and not self.in_string and not self.tail
 
     def feed(self, text: str) -> str:
-        """Consume ``text``; return the part that is safe to emit now."""
+        """Consume ``text``; return the part that is safe to emit now.
+
+        Leading blanks are dropped (a lone ``" "`` is not a JSON prefix jiter
+        accepts), and so is anything after the object closes (a second object,
+        or junk, would make the accumulated arguments invalid).
+        """
+        if self.complete:
+            return ""
         text = self.tail + text
         self.tail = ""
         if not self.started:
-            head = text.lstrip()
-            if head:
-                self.started = True
-                self.valid_start = head[0] in "{["
+            text = text.lstrip()
+            if not text:
+                return ""
+            self.started = True
+            self.valid_start = text[0] == "{"
         n = len(text)
         pos = 0
         while (match := _SPECIAL.search(text, pos)) is not None:
@@ -65,18 +73,34 @@ class ArgumentScanner:
                 self.stack.append(char)
             elif self.stack:  # } or ]
                 self.stack.pop()
+                if not self.stack:
+                    return text[: at + 1]
         return text
 
 
 def parse_arguments(text: str) -> dict[str, Any] | None:
-    """The arguments as an object, repairing a value cut off mid-way; None if hopeless."""
-    if not text.strip():
+    """The arguments as an object; None if hopeless.
+
+    Repairs a value cut off mid-way, ignores junk after a complete object
+    (as the SDKs' parsers do), and unwraps a double-encoded object
+    (``"{\\"a\\": 1}"``), which some models produce.
+    """
+    text = text.strip()
+    if not text:
         return {}
     try:
-        value = json.loads(text)
+        value, _ = _DECODER.raw_decode(text)
     except ValueError:
         value = _repair(text)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
     return value if isinstance(value, dict) else None
+
+
+_DECODER = json.JSONDecoder()
 
 
 def _close(text: str) -> str:

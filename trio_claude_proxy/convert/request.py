@@ -56,7 +56,7 @@ def to_chat_request(
         out["top_k"] = request["top_k"]
     stops = request.get("stop_sequences")
     if stops:
-        out["stop"] = list(stops)
+        out["stop"] = list(stops)[: dialect.max_stop_sequences]
     if tools:
         out["tools"] = tools
         out.update(_tool_choice(request.get("tool_choice"), dropped_tools))
@@ -107,6 +107,8 @@ def system_text(system: Any) -> str:
 
 
 def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
+    """One assistant turn; thinking-only turns are kept (content ``""``) so a
+    following merge can carry their reasoning onto the tool call that needs it."""
     if isinstance(content, str):
         return {"role": "assistant", "content": content} if content else None
     texts: list[str] = []
@@ -130,13 +132,14 @@ def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
         elif kind == "thinking" and block["thinking"]:
             reasoning.append(block["thinking"])
         # redacted_thinking, server_tool_use and its results: opaque to this backend.
-    if not texts and not calls:
+    field = dialect.reasoning_history_field
+    if not texts and not calls and not (reasoning and field):
         return None
     message: ChatMessage = {"role": "assistant", "content": "\n\n".join(texts)}
     if calls:
         message["tool_calls"] = calls  # type: ignore[typeddict-item]
-    if reasoning and dialect.reasoning_history_field:
-        message[dialect.reasoning_history_field] = "\n\n".join(reasoning)  # type: ignore[literal-required]
+    if reasoning and field:
+        message[field] = "\n\n".join(reasoning)  # type: ignore[literal-required]
     return message
 
 
@@ -265,19 +268,30 @@ def _collapse(parts: list[Block]) -> str | list[Block]:
 
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
-    """Merge adjacent user (or assistant) messages: strict templates alternate roles."""
+    """Merge adjacent user (or assistant) messages: strict templates alternate roles.
+
+    Then drop assistant turns left with nothing but reasoning: no backend
+    accepts an empty assistant message.
+    """
     out: list[ChatMessage] = []
     for message in messages:
         prev = out[-1] if out else None
         if prev is None or prev["role"] != message["role"] or message["role"] == "tool":
             out.append(message)
             continue
-        merged: ChatMessage = dict(prev)  # type: ignore[assignment]
+        merged: dict[str, Any] = {**prev, **message}
         merged["content"] = _join_content(prev.get("content"), message.get("content"))
-        if message.get("tool_calls"):
-            merged["tool_calls"] = [*prev.get("tool_calls", []), *message["tool_calls"]]
-        out[-1] = merged
-    return out
+        if prev.get("tool_calls") or message.get("tool_calls"):
+            merged["tool_calls"] = [*prev.get("tool_calls", []), *message.get("tool_calls", [])]
+        for field in ("reasoning_content", "reasoning"):
+            parts = [m[field] for m in (prev, message) if m.get(field)]  # type: ignore[literal-required]
+            if parts:
+                merged[field] = "\n\n".join(parts)
+        out[-1] = merged  # type: ignore[assignment]
+    return [
+        m for m in out
+        if m["role"] != "assistant" or m.get("content") or m.get("tool_calls")
+    ]
 
 
 def _join_content(a: Any, b: Any) -> Any:

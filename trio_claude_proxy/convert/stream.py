@@ -72,7 +72,7 @@ class _ToolCall:
     closed: bool = False
     scanner: ArgumentScanner = field(default_factory=ArgumentScanner)
     held: list[str] = field(default_factory=list)  # arguments not streamed (invalid start)
-    sent: bool = False  # any argument text emitted
+    unnamed: list[str] = field(default_factory=list)  # arguments before the name arrived
 
 
 class StreamTranslator:
@@ -110,6 +110,8 @@ class StreamTranslator:
         self._pending_ws = ""  # whitespace not yet worth opening a block for
         self._pending_kind: str | None = None
         self._calls: dict[Any, _ToolCall] = {}
+        self._call_count = 0
+        self._refused = False
         self._last_key: Any = None
         self._queue: deque[tuple[str, Any]] = deque()
         self._used_ids: set[str] = set()
@@ -161,6 +163,10 @@ class StreamTranslator:
             raise UpstreamError("Backend stream ended before the response was complete")
         out: list[StreamEvent] = []
         self._flush_think(out)
+        for call in self._calls.values():
+            if call.unnamed:  # never named: open the block anyway rather than lose it
+                self._route("tool", (call, "".join(call.unnamed)), out)
+                call.unnamed.clear()
         self._finishing = True
         self._drain(out)
         self._close(out)
@@ -198,6 +204,10 @@ class StreamTranslator:
             reasoning = _reasoning_text(delta)
             if reasoning:
                 self._route("thinking", reasoning, out)
+            refusal = _text(delta.get("refusal"))
+            if refusal:  # OpenAI structured outputs: the model declined
+                self._refused = True
+                self._route("text", refusal, out)
             content = _text(delta.get("content"))
             if content:
                 if self._think is not None:
@@ -226,6 +236,7 @@ class StreamTranslator:
     def _tool_delta(self, tool_call: dict[str, Any], out: list[StreamEvent]) -> None:
         function = tool_call.get("function") or {}
         backend_id = tool_call.get("id") or None
+        name = function.get("name") if isinstance(function.get("name"), str) else ""
         key = tool_call.get("index")
         if key is None:
             # No index (Gemini-style, some Ollama versions): key on the id, else
@@ -236,20 +247,32 @@ class StreamTranslator:
             call is not None
             and backend_id is not None
             and backend_id != call.backend_id
-            and (call.sent or call.held or call.scanner.started)
+            and (call.scanner.complete or call.held)
         ):
-            # Same index, new id, after arguments: a backend that numbers every call 0.
-            key = (key, len(self._calls))
+            # Same index, a new id, after a complete value: a backend that
+            # numbers every call 0. The old call keeps a private key; the index
+            # now means the new one, for the id-less chunks that follow.
+            self._calls[(key, call.order)] = call
             call = None
         if call is None:
-            call = self._new_call(key, backend_id, function.get("name") or "")
-        elif not call.name and function.get("name"):
-            call.name = function["name"]
+            call = self._new_call(key, backend_id, name)
+        elif not call.name and name:
+            call.name = name
         self._last_key = key
         arguments = function.get("arguments")
         if isinstance(arguments, dict):  # a few servers send an object, not a string
             arguments = json.dumps(arguments, ensure_ascii=False)
-        self._route("tool", (call, arguments or ""), out)
+        elif not isinstance(arguments, str):
+            arguments = ""
+        if not call.name:
+            # A block cannot be opened without its name (Claude Code looks the
+            # tool up by it); keep the arguments until the name arrives.
+            call.unnamed.append(arguments)
+            return
+        if call.unnamed:
+            arguments = "".join(call.unnamed) + arguments
+            call.unnamed.clear()
+        self._route("tool", (call, arguments), out)
 
     def _new_call(self, key: Any, backend_id: str | None, name: str) -> _ToolCall:
         if backend_id:
@@ -259,27 +282,30 @@ class StreamTranslator:
         if anthropic_id in self._used_ids:  # ids must be unique within a message
             anthropic_id = new_tool_use_id()
         self._used_ids.add(anthropic_id)
-        call = _ToolCall(backend_id or anthropic_id, anthropic_id, name, len(self._calls))
+        call = _ToolCall(backend_id or anthropic_id, anthropic_id, name, self._call_count)
+        self._call_count += 1
         self._calls[key] = call
         return call
 
     # ---- routing: one open block at a time -------------------------------------------
 
     def _route(self, kind: str, payload: Any, out: list[StreamEvent]) -> None:
-        """Emit now, or queue behind a tool call whose arguments are unfinished."""
-        if self._blocked_by(kind, payload):
-            self._queue.append((kind, payload))
+        """Emit now, or queue behind a tool call whose arguments are unfinished.
+
+        Once anything is queued, everything queues (and the queue drains at
+        once if it can), so no piece overtakes an earlier one of its block.
+        """
+        if not self._queue and not self._blocked_by(kind, payload):
+            self._emit(kind, payload, out)
             return
-        self._emit(kind, payload, out)
+        self._queue.append((kind, payload))
         self._drain(out)
 
     def _blocked_by(self, kind: str, payload: Any) -> bool:
         call = self._open_call
-        if call is None or self._finishing:
-            return bool(self._queue) and not self._finishing
-        if kind == "tool" and payload[0] is call:
+        if call is None or self._finishing or call.scanner.complete:
             return False
-        return not call.scanner.complete
+        return not (kind == "tool" and payload[0] is call)
 
     def _drain(self, out: list[StreamEvent]) -> None:
         """Replay queued output now that it may go out.
@@ -345,7 +371,6 @@ class StreamTranslator:
             call.scanner.tail = ""
             return
         if safe:
-            call.sent = True
             self._output_chars += len(safe)
             out.append(
                 {
@@ -434,6 +459,8 @@ class StreamTranslator:
             return "end_turn"  # claimed tool calls but sent none
         if self._matched_stop is not None:
             return "stop_sequence"
+        if self._refused:
+            return "refusal"
         return _STOP_REASONS.get(finish, "end_turn")
 
     def _final_usage(self) -> dict[str, int]:
@@ -479,7 +506,8 @@ def usage_from_openai(
     Anthropic's ``input_tokens`` excludes cached tokens (total input is
     ``input_tokens + cache_creation_input_tokens + cache_read_input_tokens``,
     per ``types/message.py``); OpenAI's ``prompt_tokens`` includes them.
-    DeepSeek reports its cache hits as ``prompt_cache_hit_tokens``.
+    DeepSeek reports its cache hits as ``prompt_cache_hit_tokens``; OpenRouter
+    its cache writes as ``prompt_tokens_details.cache_write_tokens``.
     """
     if not usage:
         return {
@@ -491,9 +519,10 @@ def usage_from_openai(
     prompt = _int(usage.get("prompt_tokens"), input_estimate)
     details = usage.get("prompt_tokens_details") or {}
     cached = _int(details.get("cached_tokens"), 0) or _int(usage.get("prompt_cache_hit_tokens"), 0)
+    written = _int(details.get("cache_write_tokens"), 0)  # OpenRouter
     return {
-        "input_tokens": max(0, prompt - cached),
-        "cache_creation_input_tokens": 0,
+        "input_tokens": max(0, prompt - cached - written),
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
         "output_tokens": _int(usage.get("completion_tokens"), output_estimate),
     }

@@ -97,6 +97,12 @@ def _check_message(message: Any, path: str) -> None:
         raise _fail(f"{path}.content", "Input should be a valid string or list")
     for j, block in enumerate(content):
         _check_block(block, f"{path}.content.{j}")
+        if role == "system" and block.get("type") != "text":
+            continue  # ignored, as in `system`
+
+
+# Blocks that may appear inside a tool_result's content or a document's content source.
+_NESTED_KINDS = ("text", "image", "document", "search_result", "tool_reference")
 
 
 def _check_block(block: Any, path: str) -> None:
@@ -107,8 +113,19 @@ def _check_block(block: Any, path: str) -> None:
         raise _fail(f"{path}.type", "Field required")
     if kind == "text":
         _require(block, "text", str, path)
-    elif kind in ("image", "document"):
-        _require(block, "source", dict, path)
+    elif kind == "image":
+        _check_source(block, path, ("base64", "url", "file"))
+    elif kind == "document":
+        source = _check_source(block, path, ("base64", "text", "url", "content", "file"))
+        if source.get("type") == "content":
+            content = source.get("content")
+            if not isinstance(content, str):
+                _check_list(content, f"{path}.source.content", ("text", "image"))
+    elif kind == "search_result":
+        _check_list(block.get("content"), f"{path}.content", ("text",))
+        for key in ("title", "source"):
+            if not isinstance(block.get(key, ""), str):
+                raise _fail(f"{path}.{key}", "Input should be a valid string")
     elif kind == "tool_use":
         _require(block, "id", str, path)
         _require(block, "name", str, path)
@@ -117,14 +134,33 @@ def _check_block(block: Any, path: str) -> None:
     elif kind == "tool_result":
         _require(block, "tool_use_id", str, path)
         content = block.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise _fail(f"{path}.content", "Input should be a valid string or list")
-        if isinstance(content, list):
-            for k, inner in enumerate(content):
-                if not isinstance(inner, dict) or not isinstance(inner.get("type"), str):
-                    raise _fail(f"{path}.content.{k}", "Input should be a content block")
+        if content is not None and not isinstance(content, str):
+            _check_list(content, f"{path}.content", _NESTED_KINDS)
     elif kind == "thinking":
         _require(block, "thinking", str, path)
+
+
+def _check_list(content: Any, path: str, kinds: tuple[str, ...]) -> None:
+    if not isinstance(content, list):
+        raise _fail(path, "Input should be a valid list")
+    for i, inner in enumerate(content):
+        _check_block(inner, f"{path}.{i}")
+        if inner["type"] not in kinds:
+            raise _fail(f"{path}.{i}.type", f"Input should be one of {', '.join(kinds)}")
+
+
+_SOURCE_FIELD = {"base64": "data", "text": "data", "url": "url", "file": "file_id"}
+
+
+def _check_source(block: dict[str, Any], path: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+    _require(block, "source", dict, path)
+    source = block["source"]
+    kind = source.get("type")
+    if kind not in kinds:
+        raise _fail(f"{path}.source.type", f"Input should be one of {', '.join(kinds)}")
+    if kind in _SOURCE_FIELD:
+        _require(source, _SOURCE_FIELD[kind], str, f"{path}.source")
+    return source
 
 
 def _require(block: dict[str, Any], key: str, kind: type, path: str) -> None:
