@@ -18,7 +18,7 @@ import trio
 
 from trio_claude_proxy import Settings, serve
 
-from .fakes import Reply, ScriptedBackend
+from .fakes import Reply, ScriptedBackend, client_for
 
 SETTINGS = Settings(host="127.0.0.1", port=0, backend_url="http://backend.invalid/v1")
 
@@ -49,17 +49,17 @@ async def start_proxy(nursery: trio.Nursery) -> AsyncIterator[StartProxy]:
     """``await start_proxy(replies or responder=..., **settings)`` -> :class:`Proxy`."""
     stops: list[trio.Event] = []
 
-    async def start(replies: list[Reply] | None = None, *, responder: Any = None, **overrides: Any) -> Proxy:
-        backend = ScriptedBackend(replies or [], responder=responder)
+    async def start(replies: list[Reply] | None = None, *, responder: Any = None,
+                    models: list[dict[str, Any]] | None = None,
+                    scripted: dict[str, ScriptedBackend] | None = None, **overrides: Any) -> Proxy:
+        """With ``scripted``, each scripted backend answers the host of its name
+        (declare them in ``backends=`` with URLs ``http://NAME/v1``)."""
+        backend = ScriptedBackend(replies or [], responder=responder, models=models)
         stop = trio.Event()
         stops.append(stop)
+        client = client_for(scripted) if scripted else backend.client()
         binds = await nursery.start(
-            partial(
-                serve,
-                replace(SETTINGS, **overrides),
-                http_client=backend.client(),
-                shutdown_trigger=stop.wait,
-            )
+            partial(serve, replace(SETTINGS, **overrides), http_client=client, shutdown_trigger=stop.wait)
         )
         return Proxy(binds[0], backend)
 

@@ -136,18 +136,26 @@ class ScriptedStream(httpx.AsyncByteStream):
 
 
 class ScriptedBackend:
-    """Answers each request with the next scripted reply (or asks a responder).
+    """Answers each chat completion with the next scripted reply (or asks a responder).
 
     Args:
         replies: played in order; or
         responder: called with each request's JSON to choose the reply.
+        models: what ``GET /v1/models`` lists (None: 404, as some servers answer).
+        routes: other paths (``/tokenize``...) and the JSON each answers.
     """
 
-    def __init__(self, replies: Iterable[Reply] = (), responder: Responder | None = None) -> None:
+    def __init__(self, replies: Iterable[Reply] = (), responder: Responder | None = None,
+                 models: list[dict[str, Any]] | None = None,
+                 routes: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> None:
         self._replies = list(replies)
         self._responder = responder
+        self.models = models
+        self.routes = routes or {}
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.urls: list[str] = []
+        self.other: list[tuple[str, str, dict[str, Any]]] = []  # (method, path, body) of the rest
         self.closed_at: list[float] = []
 
     def next_reply(self, body: dict[str, Any]) -> Reply:
@@ -157,14 +165,24 @@ class ScriptedBackend:
             return Reply.json({"error": {"message": "script exhausted"}}, status=500)
         return self._replies.pop(0)
 
-    def _record(self, raw: bytes, headers: dict[str, str]) -> Reply:
+    def _answer(self, method: str, path: str, query: str, raw: bytes, headers: dict[str, str]) -> Reply:
         body = json.loads(raw) if raw else {}
-        self.requests.append(body)
-        self.headers.append(headers)
-        return self.next_reply(body)
+        if path.endswith("/chat/completions"):
+            self.requests.append(body)
+            self.headers.append(headers)
+            self.urls.append(path + (f"?{query}" if query else ""))
+            return self.next_reply(body)
+        self.other.append((method, path, body))
+        if path.endswith("/models") and self.models is not None:
+            return Reply.json({"object": "list", "data": self.models})
+        for suffix, answer in self.routes.items():
+            if path.endswith(suffix):
+                return Reply.json(answer(body))
+        return Reply.json({"error": "Not Found"}, status=404)
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
-        reply = self._record(await request.aread(), {k.lower(): v for k, v in request.headers.items()})
+        reply = self._answer(request.method, request.url.path, request.url.query.decode(),
+                             await request.aread(), {k.lower(): v for k, v in request.headers.items()})
         if reply.status == 0:
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
         return httpx.Response(reply.status, headers=reply.headers, stream=ScriptedStream(reply.steps, self))
@@ -190,7 +208,7 @@ class ScriptedBackend:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        reply = self._record(raw, headers)
+        reply = self._answer(scope["method"], scope["path"], scope["query_string"].decode(), raw, headers)
         await send({"type": "http.response.start", "status": reply.status,
                     "headers": [(k.encode(), v.encode()) for k, v in reply.headers.items()]})
         for delay, data in reply.steps:
@@ -198,6 +216,15 @@ class ScriptedBackend:
                 await trio.sleep(delay)
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def client_for(backends: dict[str, ScriptedBackend]) -> httpx.AsyncClient:
+    """One client whose requests reach the scripted backend named by the URL's host."""
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        return await backends[request.url.host].handle(request)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handle))
 
 
 async def serve_backend(backend: ScriptedBackend, nursery: trio.Nursery) -> str:

@@ -1,4 +1,4 @@
-"""The Quart-Trio application: routes call the converters and the stream; nothing more.
+"""The Quart-Trio application: routes call the pipeline and the stream; nothing more.
 
 Every response carries a ``request-id`` header (the SDKs expose it as
 ``_request_id``), and every error, whatever raised it, leaves in Anthropic's
@@ -11,7 +11,7 @@ import json
 import logging
 import secrets
 import time
-from functools import partial
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -23,27 +23,18 @@ from werkzeug.exceptions import HTTPException
 
 from . import tokens
 from ._version import __version__
-from .auth import backend_key
-from .convert import (
-    DEFAULT_DIALECT,
-    Dialect,
-    StreamTranslator,
-    completion_to_message,
-    to_chat_request,
-    validate_request,
-)
+from .catalog import ModelInfo
+from .convert import completion_to_message, validate_request
 from .errors import InvalidRequest, NotFound, ProxyError, RequestTooLarge, UpstreamError
+from .proxy import Proxy
+from .routing import mapped_name
 from .settings import Settings
 from .streaming import StreamBody, open_event_stream
-from .upstream import Backend
 
 log = logging.getLogger(__name__)
 
-# Counting a long prompt takes milliseconds; past this size do it in a thread
-# (tiktoken releases the GIL) rather than stall every other stream.
-_COUNT_IN_THREAD_CHARS = 32 * 1024
-# Likewise translating a body this large (it may hold PDFs to extract).
-_TRANSLATE_IN_THREAD_BYTES = 256 * 1024
+#: The first model-list refresh happens before serving, but never delays it longer.
+STARTUP_DISCOVERY_TIMEOUT = 3.0
 
 _SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -73,32 +64,38 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["BODY_TIMEOUT"] = max(60.0, settings.backend_timeout)
-    backend = Backend(settings, http_client)
-    dialect = DEFAULT_DIALECT
+    proxy = Proxy(settings, http_client)
+    app.extensions["proxy"] = proxy
+    background = trio.CancelScope()
 
     @app.before_serving
-    async def _load_tokenizer() -> None:
+    async def _start() -> None:
         await trio.to_thread.run_sync(tokens.encoding)
+        with trio.move_on_after(STARTUP_DISCOVERY_TIMEOUT):
+            await proxy.refresh_models()
+
+        async def refresh() -> None:
+            with background:
+                await trio.sleep(settings.models_refresh)
+                await proxy.refresh_models_forever()
+
+        app.nursery.start_soon(refresh)
 
     @app.after_serving
-    async def _close_backend() -> None:
-        await backend.aclose()
+    async def _stop() -> None:
+        background.cancel()
+        await proxy.aclose()
 
     @app.before_request
-    async def _start() -> None:
+    async def _begin() -> None:
         g.request_id = "req_" + secrets.token_hex(12)
         g.started = time.monotonic()
 
     @app.after_request
-    async def _finish(response: Response) -> Response:
+    async def _end(response: Response) -> Response:
         response.headers["request-id"] = g.request_id
-        log.info(
-            "%s %s %s %.0fms",
-            request.method,
-            request.path,
-            response.status_code,
-            (time.monotonic() - g.started) * 1000,
-        )
+        log.info("%s %s %s %.0fms", request.method, request.path, response.status_code,
+                 (time.monotonic() - g.started) * 1000)
         return response
 
     @app.errorhandler(ProxyError)
@@ -113,8 +110,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         if status == 413:
             limit = settings.max_body_bytes // (1024 * 1024)
             return _error_response(RequestTooLarge(f"Request exceeds the maximum size of {limit} MB"))
-        error = InvalidRequest(exc.description or exc.name)
-        return _error_response(error, status=status)
+        return _error_response(InvalidRequest(exc.description or exc.name), status=status)
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
@@ -130,32 +126,45 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
     async def hello() -> Any:
         return {"status": "ok"}
 
+    @app.route("/v1/models", methods=["GET"])
+    async def list_models() -> Any:
+        proxy.check_client(request.headers)
+        return _page(_model_entries(proxy), request.args)
+
+    @app.route("/v1/models/<path:model_id>", methods=["GET"])
+    async def get_model(model_id: str) -> Any:
+        proxy.check_client(request.headers)
+        for entry in _model_entries(proxy):
+            if entry["id"] == model_id:
+                return entry
+        raise NotFound(f"model: {model_id} not found")
+
     @app.route("/v1/messages/count_tokens", methods=["POST"])
     async def count_tokens() -> Any:
+        proxy.check_client(request.headers)
         raw, body = await _json_body()
         validate_request(body, count_tokens=True)
-        chat = await _translate(raw, body, body["model"], dialect)
-        return {"input_tokens": await _count(chat)}
+        prepared = await proxy.prepare(body, len(raw), request.headers)
+        return {"input_tokens": prepared.input_tokens}
 
     @app.route("/v1/messages", methods=["POST"])
     async def messages() -> Any:
+        proxy.check_client(request.headers)
         raw, body = await _json_body()
         validate_request(body)
-        key = backend_key(settings.backend_key, request.headers)
-        chat = await _translate(raw, body, body["model"], dialect)
-        translator = StreamTranslator(
-            model=body["model"],
-            input_tokens=await _count(chat),
-            stop_sequences=body.get("stop_sequences") or (),
-            dialect=dialect,
-        )
+        prepared = await proxy.prepare(body, len(raw), request.headers)
+        proxy.fit_max_tokens(prepared)
+        translator = proxy.translator(prepared)
         if not body.get("stream"):
-            completion = await backend.complete(chat, key)
+            completion = await proxy.complete(prepared, request.headers)
             return completion_to_message(completion, translator)
-        upstream = await backend.open_stream(chat, key)
-        label = f"{g.request_id} model={body['model']}"
+        upstream = await proxy.open_stream(prepared, request.headers)
         stream = open_event_stream(
-            upstream, translator, ping_interval=settings.ping_interval, label=label
+            upstream,
+            translator,
+            ping_interval=settings.ping_interval,
+            label=f"{g.request_id} model={body['model']}",
+            on_usage=lambda usage: proxy.learn(prepared, usage),
         )
         return Response(StreamBody(upstream, stream), status=200, headers=_SSE_HEADERS)
 
@@ -172,36 +181,69 @@ async def _json_body() -> tuple[bytes, Any]:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
 
 
-async def _translate(raw: bytes, body: dict[str, Any], model: str, dialect: Dialect) -> dict[str, Any]:
-    """Translate; a large body (images, PDFs to extract) is done in a worker thread.
-
-    Validation should have caught anything malformed; if translation still
-    trips on a request, the client gets a 400 naming the problem (a 500 would
-    make every client retry a request that can never succeed), and we log it.
-    """
-    convert = partial(to_chat_request, body, model=model, dialect=dialect)
-    try:
-        if len(raw) > _TRANSLATE_IN_THREAD_BYTES:
-            return await trio.to_thread.run_sync(convert)
-        return convert()
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        log.exception("could not translate a request that passed validation")
-        raise InvalidRequest(f"Cannot translate this request: {type(exc).__name__}: {exc}") from None
-
-
-async def _count(chat: dict[str, Any]) -> int:
-    text, messages, images = tokens.request_text(chat)
-    if len(text) > _COUNT_IN_THREAD_CHARS:
-        return await trio.to_thread.run_sync(tokens.count_text_tokens, text, messages, images)
-    return tokens.count_text_tokens(text, messages, images)
-
-
 def _error_response(error: ProxyError, *, status: int | None = None) -> Response:
-    request_id = getattr(g, "request_id", None)
-    response = Response(
-        json.dumps(error.body(request_id)),
+    return Response(
+        json.dumps(error.body(getattr(g, "request_id", None))),
         status=status or error.status,
         content_type="application/json",
         headers=error.response_headers(),
     )
-    return response
+
+
+# ---- /v1/models in Anthropic's shape -------------------------------------------------------
+
+_EPOCH = "1970-01-01T00:00:00Z"
+
+
+def _model_entry(model_id: str, info: ModelInfo | None, display: str | None = None) -> dict[str, Any]:
+    created = _EPOCH
+    if info is not None and info.created:
+        created = datetime.fromtimestamp(info.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    entry: dict[str, Any] = {"type": "model", "id": model_id, "display_name": display or model_id,
+                             "created_at": created}
+    if info is not None and info.context_length:
+        entry["max_input_tokens"] = info.context_length
+    return entry
+
+
+def _model_entries(proxy: Proxy) -> list[dict[str, Any]]:
+    """Aliases from ``[models]`` first (Claude Code's picker shows only ids with
+    "claude" in them, so an alias is how a backend model gets there), then
+    every model the backends serve."""
+    entries: dict[str, dict[str, Any]] = {}
+    for alias in proxy.settings.model_map:
+        model, backend = mapped_name(alias, proxy.settings)
+        info = proxy.catalog.find(model, [backend] if backend else list(proxy.backends))
+        entries[alias] = _model_entry(alias, info, f"{alias} ({model})")
+    for info in proxy.catalog.models():
+        entries.setdefault(info.id, _model_entry(info.id, info))
+    return list(entries.values())
+
+
+def _page(entries: list[dict[str, Any]], args: Any) -> dict[str, Any]:
+    """Anthropic pagination: ``limit`` (1-1000, default 20), ``after_id``, ``before_id``."""
+    try:
+        limit = int(args.get("limit", 20))
+    except ValueError:
+        raise InvalidRequest("limit: Input should be a valid integer") from None
+    if not 1 <= limit <= 1000:
+        raise InvalidRequest("limit: Input should be between 1 and 1000")
+    ids = [e["id"] for e in entries]
+    after, before = args.get("after_id"), args.get("before_id")
+    if after is not None:
+        start = ids.index(after) + 1 if after in ids else len(ids)
+        window = entries[start : start + limit]
+        has_more = start + limit < len(entries)
+    elif before is not None:
+        end = ids.index(before) if before in ids else 0
+        window = entries[max(0, end - limit) : end]
+        has_more = end - limit > 0
+    else:
+        window = entries[:limit]
+        has_more = limit < len(entries)
+    return {
+        "data": window,
+        "has_more": has_more,
+        "first_id": window[0]["id"] if window else None,
+        "last_id": window[-1]["id"] if window else None,
+    }

@@ -7,11 +7,15 @@ behind one proxy keeps its individual backend keys.
 
 A key starting ``sk-ant-`` is an Anthropic credential; forwarding it would
 hand it to a third party, so it is refused.
+
+Separately, a list of client keys (``client_keys``) can gate who may use the
+proxy at all, typically beside a fixed backend key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hmac
+from collections.abc import Mapping, Sequence
 
 from .errors import AuthenticationFailed
 
@@ -25,6 +29,25 @@ def client_key(headers: Mapping[str, str]) -> str | None:
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     return None
+
+
+def check_client(allowed: Sequence[str], headers: Mapping[str, str]) -> None:
+    """With a list of client keys, the request must carry one of them.
+
+    Every key is compared, in constant time, so timing tells nothing about
+    which or how much of a key matched.
+
+    Raises:
+        AuthenticationFailed: no key, or one not on the list.
+    """
+    if not allowed:
+        return
+    key = (client_key(headers) or "").encode()
+    matched = False
+    for candidate in allowed:
+        matched |= hmac.compare_digest(key, candidate.encode())
+    if not matched:
+        raise AuthenticationFailed("Invalid API key for this proxy")
 
 
 def backend_key(configured: str | None, headers: Mapping[str, str]) -> str | None:

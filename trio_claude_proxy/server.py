@@ -66,12 +66,9 @@ async def serve(
         binds = await nursery.start(
             partial(hypercorn.trio.serve, app, hypercorn_config(settings), shutdown_trigger=trigger)
         )
-        auth = "configured key" if settings.backend_key else "client keys forwarded"
-        log.info(
-            "trio-claude-proxy %s listening on %s, backend %s (%s)",
-            __version__,
-            ", ".join(binds),
-            settings.chat_completions_url,
-            auth,
+        backends = "; ".join(
+            f"{b.name}: {b.url} ({b.preset}, {'configured key' if b.key else 'client keys forwarded'})"
+            for b in settings.all_backends
         )
+        log.info("trio-claude-proxy %s listening on %s, backends %s", __version__, ", ".join(binds), backends)
         task_status.started(binds)

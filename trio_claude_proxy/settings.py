@@ -1,11 +1,13 @@
 """Settings: command-line flags over environment over a TOML file over defaults.
 
-Every setting has a flag, our own environment variable (``CLAUDE_PROXY_*``) and
-the names the proxies our users come from read (``BACKEND_URL``,
-``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``HOST``, ``PORT``, ``HOST_PORT``,
-``LOG_LEVEL``, ``BACKEND_TIMEOUT_SECS``), so an existing ``.env`` keeps
-working. A ``.env`` file in the working directory is read too; variables
-already in the environment win over it.
+Every scalar setting has a flag or an environment variable of ours
+(``CLAUDE_PROXY_*``), and the names the proxies our users come from read
+(``BACKEND_URL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``HOST``, ``PORT``,
+``HOST_PORT``, ``LOG_LEVEL``, ``BACKEND_TIMEOUT_SECS``, ``BIG_MODEL``,
+``MIDDLE_MODEL``, ``SMALL_MODEL``, ``CUSTOM_HEADER_*``), so an existing ``.env``
+keeps working. A ``.env`` file in the working directory is read too; variables
+already in the environment win over it. Several backends and the model map
+come from the config file only (``[backends.NAME]``, ``[models]``).
 """
 
 from __future__ import annotations
@@ -13,17 +15,34 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from .backends import (
+    BackendConfig,
+    SettingsError,
+    backend_from_table,
+    custom_headers_from_env,
+    make_backend,
+    normalize_backend_url,
+)
+
+__all__ = ["MAX_BODY_BYTES", "ModelTarget", "Settings", "SettingsError", "load_settings",
+           "normalize_backend_url", "read_dotenv"]
 
 #: Anthropic's documented limit for a Messages request body.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
+COMPRESSION_MODES = ("none", "compact", "summarize")
 
-class SettingsError(Exception):
-    """A setting has a value we cannot use; the message says which and why."""
+
+@dataclass(frozen=True, slots=True)
+class ModelTarget:
+    """Where an exact model name goes: a backend model, on a backend or wherever it is found."""
+
+    model: str
+    backend: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +53,8 @@ class Settings:
     backend_url: str = "http://127.0.0.1:8000/v1"
     #: A fixed key for the backend; None forwards each client's own key.
     backend_key: str | None = None
+    #: Dialect preset of the ``backend_url`` backend (see :mod:`.backends`).
+    preset: str = "generic"
     log_level: str = "INFO"
     #: Longest wait for the backend's next byte (an idle gap, not the total).
     backend_timeout: float = 600.0
@@ -48,12 +69,41 @@ class Settings:
     #: makes its next POST fail with "socket closed unexpectedly".
     keep_alive_timeout: float = 120.0
     max_body_bytes: int = MAX_BODY_BYTES
+    #: Backend model for Claude model names of each family (opus / sonnet / haiku).
+    big_model: str | None = None
+    middle_model: str | None = None
+    small_model: str | None = None
+    #: How often the backends' model lists are refreshed, in the background.
+    models_refresh: float = 60.0
+    #: Drop Claude Code's per-request ``x-anthropic-billing-header`` system line,
+    #: which changes every request and defeats the backend's prefix cache.
+    strip_billing_header: bool = True
+    #: "none", "compact" (rule-based trimming of the system prompt to
+    #: ``compact_budget`` tokens) or "summarize" (one backend call, cached).
+    prompt_compression: str = "none"
+    compact_budget: int = 4000
+    #: With a fixed backend key: the client keys allowed to use the proxy (empty: any).
+    client_keys: tuple[str, ...] = ()
+    #: Exact model names and where they go; wins over the families.
+    model_map: Mapping[str, ModelTarget] = field(default_factory=dict)
+    #: Headers added to every backend request.
+    custom_headers: Mapping[str, str] = field(default_factory=dict)
+    #: Declared backends; empty means one backend from ``backend_url``.
+    backends: tuple[BackendConfig, ...] = ()
 
     @property
     def chat_completions_url(self) -> str:
-        parts = urlsplit(self.backend_url)
-        path = parts.path.rstrip("/") + "/chat/completions"
-        return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        return self.all_backends[0].chat_completions_url("")
+
+    @property
+    def all_backends(self) -> tuple[BackendConfig, ...]:
+        """The backends to serve, the default one first."""
+        if self.backends:
+            return self.backends
+        return (
+            make_backend("default", self.backend_url, key=self.backend_key, preset=self.preset,
+                         headers=dict(self.custom_headers)),
+        )
 
 
 # setting -> environment variables, ours first.
@@ -62,14 +112,25 @@ ENV_NAMES: dict[str, tuple[str, ...]] = {
     "port": ("CLAUDE_PROXY_PORT", "PORT", "HOST_PORT"),
     "backend_url": ("CLAUDE_PROXY_BACKEND_URL", "BACKEND_URL", "OPENAI_BASE_URL"),
     "backend_key": ("CLAUDE_PROXY_BACKEND_KEY", "OPENAI_API_KEY"),
+    "preset": ("CLAUDE_PROXY_PRESET",),
     "log_level": ("CLAUDE_PROXY_LOG_LEVEL", "LOG_LEVEL"),
     "backend_timeout": ("CLAUDE_PROXY_BACKEND_TIMEOUT", "BACKEND_TIMEOUT_SECS"),
     "connect_timeout": ("CLAUDE_PROXY_CONNECT_TIMEOUT",),
     "ping_interval": ("CLAUDE_PROXY_PING_INTERVAL",),
     "graceful_timeout": ("CLAUDE_PROXY_GRACEFUL_TIMEOUT",),
     "keep_alive_timeout": ("CLAUDE_PROXY_KEEP_ALIVE_TIMEOUT",),
+    "big_model": ("CLAUDE_PROXY_BIG_MODEL", "BIG_MODEL"),
+    "middle_model": ("CLAUDE_PROXY_MIDDLE_MODEL", "MIDDLE_MODEL"),
+    "small_model": ("CLAUDE_PROXY_SMALL_MODEL", "SMALL_MODEL"),
+    "models_refresh": ("CLAUDE_PROXY_MODELS_REFRESH",),
+    "strip_billing_header": ("CLAUDE_PROXY_STRIP_BILLING_HEADER",),
+    "prompt_compression": ("CLAUDE_PROXY_PROMPT_COMPRESSION", "PROMPT_COMPRESSION"),
+    "compact_budget": ("CLAUDE_PROXY_COMPACT_BUDGET",),
+    "client_keys": ("CLAUDE_PROXY_CLIENT_KEYS", "ANTHROPIC_API_KEY"),
 }
 CONFIG_ENV = "CLAUDE_PROXY_CONFIG"
+_SCALARS = {f.name: f.type for f in fields(Settings)} | {"client_keys": "keys"}
+_FILE_ONLY = {"backends", "models", "custom_headers"}
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -110,17 +171,66 @@ def load_settings(
     """
     if environ is None:
         environ = {**read_dotenv(Path(".env")), **os.environ}
-    values: dict[str, Any] = {}
+    file_values: dict[str, Any] = {}
     path = config_path or environ.get(CONFIG_ENV)
     if path:
-        values.update(_read_config_file(Path(path)))
+        file_values = _read_config_file(Path(path))
+    values = {k: v for k, v in file_values.items() if k not in _FILE_ONLY}
+    explicit_url = "backend_url" in values
     for name, variables in ENV_NAMES.items():
         for var in variables:
             if environ.get(var):
                 values[name] = environ[var]
+                explicit_url = explicit_url or name == "backend_url"
                 break
-    values.update({k: v for k, v in flags.items() if v is not None})
-    return _coerce(values)
+    given = {k: v for k, v in flags.items() if v is not None}
+    explicit_url = explicit_url or "backend_url" in given
+    values.update(given)
+    settings = _coerce(values)
+
+    headers = {**custom_headers_from_env(environ), **_table(file_values, "custom_headers")}
+    backends = []
+    for name, table in _table(file_values, "backends").items():
+        if not isinstance(table, dict):
+            raise SettingsError(f"backends.{name}: expected a table")
+        backend = backend_from_table(name, table, environ)
+        backends.append(replace(backend, headers={**headers, **backend.headers}))
+    settings = replace(settings, custom_headers=headers, model_map=_model_map(file_values))
+    if backends:
+        if explicit_url:  # --backend-url beside declared backends: it becomes the default
+            backends.insert(0, replace(settings, backends=()).all_backends[0])
+        names = [b.name for b in backends]
+        for backend in backends:
+            if backend.fallback is not None and backend.fallback not in names:
+                raise SettingsError(f"backends.{backend.name}.fallback: no backend named {backend.fallback!r}")
+        for alias, target in settings.model_map.items():
+            if target.backend is not None and target.backend not in names:
+                raise SettingsError(f"models.{alias}: no backend named {target.backend!r}")
+        settings = replace(settings, backends=tuple(backends))
+    else:
+        settings.all_backends  # noqa: B018 -- validates the preset now, not at first request
+    return settings
+
+
+def _table(values: Mapping[str, Any], key: str) -> dict[str, Any]:
+    table = values.get(key, {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{key}: expected a table")
+    return table
+
+
+def _model_map(file_values: Mapping[str, Any]) -> dict[str, ModelTarget]:
+    """``[models]``: ``alias = "model"`` or ``alias = {backend = "b", model = "m"}``."""
+    out = {}
+    for alias, target in _table(file_values, "models").items():
+        if isinstance(target, str):
+            out[alias] = ModelTarget(target)
+        elif isinstance(target, dict) and isinstance(target.get("model"), str):
+            backend = target.get("backend")
+            out[alias] = ModelTarget(target["model"], str(backend) if backend else None)
+        else:
+            raise SettingsError(f"models.{alias}: expected a model name or {{backend, model}}")
+    return out
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -131,7 +241,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
-    known = {f.name for f in fields(Settings)}
+    known = (set(_SCALARS) | _FILE_ONLY) - {"model_map", "max_body_bytes"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
@@ -139,11 +249,9 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _coerce(values: dict[str, Any]) -> Settings:
-    settings = Settings()
-    types = {f.name: f.type for f in fields(Settings)}
     out: dict[str, Any] = {}
     for name, value in values.items():
-        kind = types[name]
+        kind = _SCALARS[name]
         try:
             if kind == "int":
                 out[name] = int(value)
@@ -151,6 +259,11 @@ def _coerce(values: dict[str, Any]) -> Settings:
                 out[name] = float(value)
                 if out[name] <= 0:
                     raise ValueError
+            elif kind == "bool":
+                out[name] = _boolean(value)
+            elif kind == "keys":
+                keys = value.split(",") if isinstance(value, str) else value
+                out[name] = tuple(str(k).strip() for k in keys if str(k).strip())
             else:
                 out[name] = str(value) if value is not None else None
         except (TypeError, ValueError):
@@ -161,19 +274,21 @@ def _coerce(values: dict[str, Any]) -> Settings:
         out["backend_url"] = normalize_backend_url(out["backend_url"])
     if "log_level" in out:
         out["log_level"] = out["log_level"].upper()
-    if out.get("backend_key") == "":
-        out["backend_key"] = None
-    return replace(settings, **out)
+    if out.get("prompt_compression", "none") not in COMPRESSION_MODES:
+        raise SettingsError(f"prompt_compression: {out['prompt_compression']!r} is not one of "
+                            f"{', '.join(COMPRESSION_MODES)}")
+    for name in ("backend_key", "big_model", "middle_model", "small_model"):
+        if out.get(name) == "":
+            out[name] = None
+    return replace(Settings(), **out)
 
 
-def normalize_backend_url(url: str) -> str:
-    """Accept ``http://h:p``, ``http://h:p/v1``, or a full ``.../chat/completions`` URL."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(f"backend_url: {url!r} is not an http(s) URL")
-    path = parts.path.rstrip("/")
-    if path.endswith("/chat/completions"):
-        path = path[: -len("/chat/completions")]
-    if not path:
-        path = "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -101,7 +101,10 @@ async def open_event_stream(
     *,
     ping_interval: float,
     label: str = "",
+    on_usage: Callable[[dict[str, Any] | None], None] | None = None,
 ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
+    """Relay ``upstream`` as Anthropic SSE; ``on_usage`` gets the backend's usage
+    once the stream completed normally."""
     send, receive = trio.open_memory_channel[bytes](0)
     try:
         async with trio.open_nursery() as nursery:
@@ -111,6 +114,8 @@ async def open_event_stream(
             nursery.cancel_scope.cancel(reason="client stopped reading")
     finally:
         await aclose_response(upstream)
+    if on_usage is not None and translator.state == "DONE":
+        on_usage(translator.usage)
 
 
 async def _relay(

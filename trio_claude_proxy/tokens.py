@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,54 @@ def request_text(chat_request: dict[str, Any]) -> tuple[str, int, int]:
     return "\n".join(pieces), len(messages), images
 
 
+def framing_tokens(messages: int, images: int) -> int:
+    """Tokens a chat format adds around the text, and our flat guess per image."""
+    return messages * _TOKENS_PER_MESSAGE + _TOKENS_PER_REPLY + images * _TOKENS_PER_IMAGE
+
+
 def count_text_tokens(text: str, messages: int = 0, images: int = 0) -> int:
     """Tokens of :func:`request_text`'s output, framing and images included."""
-    tokens = len(encoding().encode_ordinary(text))
-    return tokens + messages * _TOKENS_PER_MESSAGE + _TOKENS_PER_REPLY + images * _TOKENS_PER_IMAGE
+    return len(encoding().encode_ordinary(text)) + framing_tokens(messages, images)
 
 
 def count_chat_tokens(chat_request: dict[str, Any]) -> int:
     """Estimated prompt tokens of a translated (OpenAI-shaped) request."""
     return count_text_tokens(*request_text(chat_request))
+
+
+class Calibrator:
+    """Learns, per model, how the backend's token counts relate to our estimate.
+
+    Every backend response that reports ``prompt_tokens`` teaches the ratio
+    reported / estimated (an exponential moving average, so it follows a model
+    swap behind the same name). Estimates for that model are then scaled by
+    it. Memory is bounded: the least recently taught models are forgotten past
+    ``max_models``.
+    """
+
+    #: Weight of a new observation. 0.2 settles within a dozen requests.
+    ALPHA = 0.2
+    #: Ratios outside this are a tokenizer mismatch we do not trust (images,
+    #: a truncating backend), not a calibration.
+    BOUNDS = (0.25, 4.0)
+
+    def __init__(self, max_models: int = 256) -> None:
+        self._ratios: OrderedDict[str, float] = OrderedDict()
+        self._max = max_models
+
+    def observe(self, model: str, estimate: int, reported: int) -> None:
+        if estimate < 16 or reported <= 0:
+            return  # too small to say anything
+        ratio = reported / estimate
+        if not self.BOUNDS[0] <= ratio <= self.BOUNDS[1]:
+            return
+        old = self._ratios.pop(model, None)
+        self._ratios[model] = ratio if old is None else old + self.ALPHA * (ratio - old)
+        while len(self._ratios) > self._max:
+            self._ratios.popitem(last=False)
+
+    def factor(self, model: str) -> float:
+        return self._ratios.get(model, 1.0)
+
+    def scale(self, model: str, estimate: int) -> int:
+        return round(estimate * self.factor(model))

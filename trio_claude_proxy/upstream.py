@@ -16,18 +16,23 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import trio
 
 from . import errors
+from .backends import BackendConfig
+from .catalog import ModelInfo, context_from_props, parse_models
 from .errors import ProxyError, UpstreamError, UpstreamTimeout
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
+#: Model lists and token counts are small and must be quick, or not at all.
+METADATA_TIMEOUT = 5.0
 #: A non-streamed completion can be long (a model writing a file), but not unbounded.
 MAX_COMPLETION_BODY = 64 * 1024 * 1024
 #: How long closing a backend response may take once we give up on it.
@@ -58,45 +63,36 @@ def map_upstream_errors() -> Iterator[None]:
 
 
 class Backend:
-    """One OpenAI-compatible backend.
+    """One OpenAI-compatible backend, over a shared ``httpx.AsyncClient``.
 
     Args:
-        settings: where it is and how long to wait for it.
-        client: an ``httpx.AsyncClient`` to use (tests pass one with a
-            ``MockTransport``); by default one is made and owned here.
+        config: where it is, its key, preset and extra headers.
+        client: the client to use (tests pass one with a ``MockTransport``).
     """
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
-        self.url = settings.chat_completions_url
+    def __init__(self, config: BackendConfig, client: httpx.AsyncClient) -> None:
+        self.config = config
+        self.client = client
         # Models known to refuse max_tokens (insertion-ordered, bounded).
         self._wants_max_completion_tokens: dict[Any, None] = {}
-        self._owns_client = client is None
-        self.client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                settings.backend_timeout, connect=settings.connect_timeout, pool=settings.connect_timeout
-            ),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-            # Environment proxies (HTTP_PROXY) are for the user's browser, not
-            # for a backend that usually sits on loopback.
-            trust_env=False,
-        )
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self.client.aclose()
 
     def _headers(self, api_key: str | None, *, stream: bool) -> dict[str, str]:
         headers = {
+            **self.config.headers,
             "content-type": "application/json",
             "accept": "text/event-stream" if stream else "application/json",
         }
         if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
+            if self.config.auth_header == "api-key":
+                headers["api-key"] = api_key
+            else:
+                headers["authorization"] = f"Bearer {api_key}"
         return headers
 
     async def _post(self, payload: dict[str, Any], api_key: str | None, *, stream: bool) -> UpstreamResponse:
+        url = self.config.chat_completions_url(payload.get("model", ""))
         request = self.client.build_request(
-            "POST", self.url, content=_dumps(payload), headers=self._headers(api_key, stream=stream)
+            "POST", url, content=_dumps(payload), headers=self._headers(api_key, stream=stream)
         )
         with map_upstream_errors():
             return await self.client.send(request, stream=True)
@@ -147,6 +143,88 @@ class Backend:
         finally:
             await aclose_response(response)
         return parse_completion_body(body)
+
+    async def _get_json(self, url: str, api_key: str | None) -> Any:
+        with map_upstream_errors():
+            response = await self.client.get(url, headers=self._headers(api_key, stream=False),
+                                             timeout=METADATA_TIMEOUT)
+        if not response.is_success:
+            raise errors.error_from_upstream(response.status_code, response.text)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(f"{url} did not return JSON") from None
+
+    async def list_models(self) -> list[ModelInfo]:
+        """``GET /v1/models`` (and llama.cpp's ``/props`` for the real context)."""
+        models = parse_models(self.config.name, await self._get_json(self.config.models_url, self.config.key))
+        if self.config.preset == "llamacpp":
+            n_ctx = context_from_props(await self._get_json(f"{self.config.root_url}/props", self.config.key))
+            if n_ctx:
+                models = [replace(m, context_length=n_ctx) for m in models]
+        return models
+
+    async def count_tokens(self, chat: dict[str, Any], api_key: str | None) -> int | None:
+        """The backend's own prompt count for a translated request, if it has an endpoint.
+
+        vLLM: ``POST /tokenize`` in chat form (template included). llama.cpp:
+        ``/apply-template`` then ``/tokenize``. llama-cpp-python:
+        ``/extras/tokenize/count`` of the text (its template is not applied, so
+        the framing is estimated).
+        """
+        kind = self.config.tokenizer
+        root = self.config.root_url
+        if kind == "vllm":
+            body: dict[str, Any] = {"model": chat["model"], "messages": chat["messages"],
+                                    "add_generation_prompt": True}
+            if chat.get("tools"):
+                body["tools"] = chat["tools"]
+            result = await self._post_json(f"{root}/tokenize", body, api_key)
+            return _int_field(result, "count")
+        if kind == "llamacpp":
+            templated = await self._post_json(f"{root}/apply-template", {"messages": chat["messages"]}, api_key)
+            prompt = templated.get("prompt") if isinstance(templated, dict) else None
+            if not isinstance(prompt, str):
+                return None
+            result = await self._post_json(f"{root}/tokenize", {"content": prompt, "add_special": True}, api_key)
+            tokens = result.get("tokens") if isinstance(result, dict) else None
+            return len(tokens) if isinstance(tokens, list) else None
+        if kind == "llama-cpp-python":
+            from .tokens import framing_tokens, request_text
+
+            text, messages, images = request_text(chat)
+            result = await self._post_json(f"{root}/extras/tokenize/count", {"input": text}, api_key)
+            count = _int_field(result, "count")
+            return None if count is None else count + framing_tokens(messages, images)
+        return None
+
+    async def _post_json(self, url: str, body: dict[str, Any], api_key: str | None) -> Any:
+        with map_upstream_errors():
+            response = await self.client.post(url, content=_dumps(body),
+                                              headers=self._headers(api_key, stream=False),
+                                              timeout=METADATA_TIMEOUT)
+        if not response.is_success:
+            raise errors.error_from_upstream(response.status_code, response.text)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamError(f"{url} did not return JSON") from None
+
+
+def _int_field(body: Any, key: str) -> int | None:
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def make_client(settings: Settings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(settings.backend_timeout, connect=settings.connect_timeout,
+                              pool=settings.connect_timeout),
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
+        # Environment proxies (HTTP_PROXY) are for the user's browser, not for
+        # a backend that usually sits on loopback.
+        trust_env=False,
+    )
 
 
 _MAX_COMPLETION_TOKENS_HINT = re.compile(r"max_tokens.*max_completion_tokens", re.S | re.I)

@@ -123,6 +123,11 @@ class StreamTranslator:
 
     # ---- public API ---------------------------------------------------------------
 
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The backend's own usage report (OpenAI shape), if it sent one."""
+        return self._usage
+
     def start(self) -> list[StreamEvent]:
         return [
             {

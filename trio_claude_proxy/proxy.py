@@ -1,0 +1,247 @@
+"""The proxy's request pipeline, between the routes and the backends.
+
+For each request: strip and compress the prompt as configured, route the model
+name, translate for that backend's dialect, count the prompt (the backend's own
+tokenizer where it has one, else the calibrated estimate), fit ``max_tokens`` to
+the context window, then send, falling back to another backend when the first
+fails before anything was sent to the client.
+
+Background work owned here: refreshing every backend's model list. It runs in
+the app's serving nursery, never on a request's path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import httpx
+import trio
+
+from . import prompt, tokens
+from .auth import backend_key, check_client, client_key
+from .catalog import Catalog, static_models
+from .convert import StreamTranslator, to_chat_request
+from .errors import InvalidRequest, ProxyError
+from .routing import Route, fallback_route, resolve
+from .settings import Settings
+from .upstream import Backend, UpstreamResponse, make_client
+
+log = logging.getLogger(__name__)
+
+# Translate in a worker thread past this size (images, PDFs to extract), and
+# count past this many characters (tiktoken releases the GIL).
+TRANSLATE_IN_THREAD_BYTES = 256 * 1024
+COUNT_IN_THREAD_CHARS = 32 * 1024
+#: After a backend's token endpoint fails, use the estimate for this long.
+TOKENIZER_RETRY_AFTER = 60.0
+#: Distinct system prompts whose summaries are kept.
+SUMMARY_CACHE = 32
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A request ready to send: where, what, and how big its prompt is."""
+
+    request: dict[str, Any]  # the Anthropic request, after prompt handling
+    route: Route
+    chat: dict[str, Any]  # the translated request
+    input_tokens: int  # the best count we have (backend's, else calibrated estimate)
+    estimate: int  # the raw tiktoken estimate, which the calibrator learns against
+
+
+class Proxy:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self._owns_client = client is None
+        self.client = client or make_client(settings)
+        self.backends = {b.name: Backend(b, self.client) for b in settings.all_backends}
+        self.catalog = Catalog()
+        self._static = static_models(settings.all_backends)
+        for name, models in self._static.items():
+            self.catalog.update(name, models)
+        self.calibrator = tokens.Calibrator()
+        self._tokenizer_down: dict[str, float] = {}
+        self._summaries: OrderedDict[str, str] = OrderedDict()
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+
+    # ---- model lists --------------------------------------------------------------
+
+    async def refresh_models(self) -> None:
+        """One refresh of every discoverable backend's model list."""
+        for name, backend in self.backends.items():
+            if not backend.config.discover:
+                continue
+            try:
+                found = await backend.list_models()
+            except ProxyError as exc:
+                log.debug("model list of backend %s unavailable: %s", name, exc.message)
+                continue
+            listed = {m.id: m for m in self._static.get(name, [])}
+            for model in found:  # config's context wins; discovery adds names
+                listed.setdefault(model.id, model)
+            self.catalog.update(name, listed.values())
+
+    async def refresh_models_forever(self) -> None:
+        while True:
+            with trio.move_on_after(self.settings.models_refresh):
+                await self.refresh_models()
+            await trio.sleep(self.settings.models_refresh)
+
+    # ---- the pipeline ----------------------------------------------------------------
+
+    def check_client(self, headers: Mapping[str, str]) -> None:
+        check_client(self.settings.client_keys, headers)
+
+    async def prepare(self, body: dict[str, Any], raw_size: int, headers: Mapping[str, str]) -> Prepared:
+        request = body
+        if self.settings.strip_billing_header:
+            request = prompt.strip_billing_header(request)
+        route = resolve(request["model"], self.settings, self.catalog)
+        request = await self._compress(request, route, headers)
+        chat = await self._translate(request, route, raw_size)
+        estimate = await self._estimate(chat)
+        counted = await self._backend_count(route, chat, headers)
+        input_tokens = counted if counted is not None else self.calibrator.scale(route.model, estimate)
+        return Prepared(request, route, chat, input_tokens, estimate)
+
+    def fit_max_tokens(self, prepared: Prepared) -> None:
+        """Clamp the output budget to the context window; refuse a prompt that cannot fit.
+
+        Claude Code asks for 32k-128k output tokens whatever the model; a
+        backend would refuse prompt + max_tokens > window outright.
+        """
+        window = prepared.route.context_length
+        field = prepared.route.backend.dialect.max_tokens_field
+        requested = prepared.chat.get(field)
+        if window is None or requested is None:
+            return
+        if prepared.input_tokens >= window:
+            raise InvalidRequest(f"prompt is too long: {prepared.input_tokens} tokens > {window} maximum")
+        prepared.chat[field] = max(1, min(requested, window - prepared.input_tokens))
+
+    def translator(self, prepared: Prepared) -> StreamTranslator:
+        return StreamTranslator(
+            model=prepared.request["model"],
+            input_tokens=prepared.input_tokens,
+            stop_sequences=prepared.request.get("stop_sequences") or (),
+            dialect=prepared.route.backend.dialect,
+        )
+
+    async def open_stream(self, prepared: Prepared, headers: Mapping[str, str]) -> UpstreamResponse:
+        return await self._with_fallback(prepared, headers, stream=True)
+
+    async def complete(self, prepared: Prepared, headers: Mapping[str, str]) -> dict[str, Any]:
+        completion = await self._with_fallback(prepared, headers, stream=False)
+        self.learn(prepared, completion.get("usage"))
+        return completion
+
+    def learn(self, prepared: Prepared, usage: Any) -> None:
+        """Teach the calibrator from a backend-reported prompt count."""
+        if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
+            self.calibrator.observe(prepared.route.model, prepared.estimate, usage["prompt_tokens"])
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    async def _with_fallback(self, prepared: Prepared, headers: Mapping[str, str], *, stream: bool) -> Any:
+        backend = self.backends[prepared.route.backend.name]
+        key = backend_key(prepared.route.backend.key, headers)
+        try:
+            if stream:
+                return await backend.open_stream(prepared.chat, key)
+            return await backend.complete(prepared.chat, key)
+        except ProxyError as exc:
+            alternative = fallback_route(prepared.route, self.settings, self.catalog)
+            if alternative is None or not exc.retryable:
+                raise
+            log.warning("backend %s failed (%s); trying %s", prepared.route.backend.name, exc.message,
+                        alternative.backend.name)
+            chat = await self._translate(prepared.request, alternative, 0)
+            chat.update({k: prepared.chat[k] for k in ("max_tokens", "max_completion_tokens")
+                         if k in prepared.chat and k in chat})
+            other = self.backends[alternative.backend.name]
+            other_key = backend_key(alternative.backend.key, headers)
+            if stream:
+                return await other.open_stream(chat, other_key)
+            return await other.complete(chat, other_key)
+
+    async def _translate(self, request: dict[str, Any], route: Route, raw_size: int) -> dict[str, Any]:
+        """Translate; a request that passed validation but still trips the
+        translator gets a 400 naming the problem (a 500 would be retried forever)."""
+        convert = partial(to_chat_request, request, model=route.model, dialect=route.backend.dialect)
+        try:
+            if raw_size > TRANSLATE_IN_THREAD_BYTES:
+                return await trio.to_thread.run_sync(convert)
+            return convert()
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            log.exception("could not translate a request that passed validation")
+            raise InvalidRequest(f"Cannot translate this request: {type(exc).__name__}: {exc}") from None
+
+    async def _estimate(self, chat: dict[str, Any]) -> int:
+        text, messages, images = tokens.request_text(chat)
+        if len(text) > COUNT_IN_THREAD_CHARS:
+            return await trio.to_thread.run_sync(tokens.count_text_tokens, text, messages, images)
+        return tokens.count_text_tokens(text, messages, images)
+
+    async def _backend_count(self, route: Route, chat: dict[str, Any], headers: Mapping[str, str]) -> int | None:
+        backend = self.backends[route.backend.name]
+        if backend.config.tokenizer is None:
+            return None
+        name = route.backend.name
+        if self._tokenizer_down.get(name, 0.0) > trio.current_time():
+            return None
+        try:
+            return await backend.count_tokens(chat, route.backend.key or client_key(headers))
+        except ProxyError as exc:
+            log.info("token count from backend %s failed (%s); estimating", name, exc.message)
+            self._tokenizer_down[name] = trio.current_time() + TOKENIZER_RETRY_AFTER
+            return None
+
+    async def _compress(self, request: dict[str, Any], route: Route, headers: Mapping[str, str]) -> dict[str, Any]:
+        mode = self.settings.prompt_compression
+        if mode == "none":
+            return request
+        budget = self.settings.compact_budget
+
+        def count(text: str) -> int:
+            return tokens.count_text_tokens(text)
+
+        if mode == "summarize":
+            system = prompt.combined_system(request)
+            if system and count(system) > budget:
+                summary = await self._summary(system, route, headers)
+                if summary is not None:
+                    return prompt.with_system(request, summary)
+        return prompt.compact(request, budget, count)
+
+    async def _summary(self, system: str, route: Route, headers: Mapping[str, str]) -> str | None:
+        digest = hashlib.sha256(f"{route.backend.name}\0{route.model}\0{system}".encode()).hexdigest()
+        if digest in self._summaries:
+            self._summaries.move_to_end(digest)
+            return self._summaries[digest]
+        budget = self.settings.compact_budget
+        chat = {"model": route.model, "messages": prompt.summary_request(system, budget),
+                route.backend.dialect.max_tokens_field: budget * 2}
+        try:
+            key = backend_key(route.backend.key, headers)
+            completion = await self.backends[route.backend.name].complete(chat, key)
+            text = completion["choices"][0]["message"]["content"]
+        except (ProxyError, KeyError, IndexError, TypeError) as exc:
+            log.warning("prompt summary failed (%s); compacting instead", exc)
+            return None
+        if not isinstance(text, str) or not text.strip():
+            return None
+        self._summaries[digest] = text.strip()
+        while len(self._summaries) > SUMMARY_CACHE:
+            self._summaries.popitem(last=False)
+        return text.strip()
+
+
