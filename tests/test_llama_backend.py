@@ -28,6 +28,8 @@ import pytest
 import trio
 
 from trio_claude_proxy import Settings, serve
+from trio_claude_proxy.backends import make_backend
+from trio_claude_proxy.settings import ModelTarget
 
 HERE = Path(__file__).parent
 HELLO = "Hello! How can I help you today?"
@@ -83,11 +85,21 @@ def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def client(nursery: trio.Nursery, llama_url: str) -> anthropic.AsyncAnthropic:
-    stop = trio.Event()
-    binds = await nursery.start(partial(serve, Settings(host="127.0.0.1", port=0, backend_url=llama_url),
-                                        shutdown_trigger=stop.wait))
-    return anthropic.AsyncAnthropic(base_url=binds[0], api_key="unused", max_retries=0)
+async def start(nursery: trio.Nursery, llama_url: str) -> Any:
+    """``await start(**settings)`` -> an SDK client of a proxy in front of the real server."""
+
+    async def run(**overrides: Any) -> anthropic.AsyncAnthropic:
+        overrides.setdefault("backend_url", llama_url)
+        settings = Settings(host="127.0.0.1", port=0, **overrides)
+        binds = await nursery.start(partial(serve, settings, shutdown_trigger=trio.sleep_forever))
+        return anthropic.AsyncAnthropic(base_url=binds[0], api_key="unused", max_retries=0)
+
+    return run
+
+
+@pytest.fixture
+async def client(start: Any) -> anthropic.AsyncAnthropic:
+    return await start()
 
 
 def blocks(message: Any) -> list[dict[str, Any]]:
@@ -153,3 +165,52 @@ async def test_context_overflow_in_claude_codes_words(client: anthropic.AsyncAnt
         await client.messages.create(model="tiny-chatml", max_tokens=10,
                                      messages=[{"role": "user", "content": "word " * (N_CTX + 500)}])
     assert info.value.body["error"]["message"].startswith("prompt is too long: ")
+
+
+# ---- models, routing, fallback and counting against the real server ---------------------
+
+
+async def test_discovery_families_aliases_and_unknown_names(start: Any) -> None:
+    client = await start(big_model="tiny-chatml", model_map={"claude-tiny": ModelTarget("tiny-chatml")})
+    ids = [m.id async for m in client.models.list()]
+    assert ids == ["claude-tiny", "tiny-chatml"]
+    for name in ("claude-opus-5-5", "claude-tiny", "TINY-CHATML"):
+        message = await client.messages.create(model=name, max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+        assert message.content[0].text == HELLO and message.model == name
+    with pytest.raises(anthropic.NotFoundError) as info:
+        await client.messages.create(model="claude-haiku-5-5", max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert "Available models: tiny-chatml" in info.value.body["error"]["message"]
+
+
+async def test_fallback_from_a_dead_backend(start: Any, llama_url: str) -> None:
+    dead = make_backend("dead", f"http://127.0.0.1:{_free_port()}/v1", fallback="llama")
+    llama = make_backend("llama", llama_url, preset="llama-cpp-python")
+    client = await start(backends=(dead, llama))
+    async with client.messages.stream(model="tiny-chatml", max_tokens=20,
+                                      messages=[{"role": "user", "content": "hi"}]) as stream:
+        message = await stream.get_final_message()
+    assert message.content[0].text == HELLO
+
+
+def _prompt(i: int) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": f"Please summarise item {i}: " + "the quick brown fox jumps " * (20 + i)}]
+
+
+async def test_token_counts_exact_and_calibrated(start: Any, llama_url: str) -> None:
+    """count_tokens against the prompt_tokens the server reports, both paths."""
+    exact = await start(backends=(make_backend("llama", llama_url, preset="llama-cpp-python"),))
+    estimated = await start()
+    before = (await estimated.messages.count_tokens(model="tiny-chatml", messages=_prompt(0))).input_tokens
+    for i in range(12):
+        reported = (await estimated.messages.create(model="tiny-chatml", max_tokens=1, messages=_prompt(i))).usage
+        if i == 0:
+            raw_error = abs(before - reported.input_tokens) / reported.input_tokens
+    probe = _prompt(30)
+    truth = (await exact.messages.create(model="tiny-chatml", max_tokens=1, messages=probe)).usage.input_tokens
+    counted_exact = (await exact.messages.count_tokens(model="tiny-chatml", messages=probe)).input_tokens
+    counted_calibrated = (await estimated.messages.count_tokens(model="tiny-chatml", messages=probe)).input_tokens
+    assert abs(counted_exact - truth) / truth < 0.05
+    # On plain English this model's byte-level BPE is close to o200k (raw error
+    # about 1%); calibration must not make that worse.
+    assert raw_error < 0.1
+    assert abs(counted_calibrated - truth) / truth < 0.05
