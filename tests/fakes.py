@@ -194,19 +194,9 @@ class ScriptedBackend:
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+            await serve_lifespan(receive, send)
+            return
+        raw = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         reply = self._answer(scope["method"], scope["path"], scope["query_string"].decode(), raw, headers)
         await send({"type": "http.response.start", "status": reply.status,
@@ -216,6 +206,24 @@ class ScriptedBackend:
                 await trio.sleep(delay)
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def serve_lifespan(receive: Any, send: Any) -> None:
+    """The ASGI lifespan protocol, for apps with nothing to start or stop."""
+    while True:
+        kind = (await receive())["type"]
+        await send({"type": kind + ".complete"})
+        if kind == "lifespan.shutdown":
+            return
+
+
+async def read_body(receive: Any) -> bytes:
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            return raw
 
 
 def client_for(backends: dict[str, ScriptedBackend]) -> httpx.AsyncClient:

@@ -51,8 +51,9 @@ class Prepared:
     request: dict[str, Any]  # the Anthropic request, after prompt handling
     route: Route
     chat: dict[str, Any]  # the translated request
-    input_tokens: int  # the best count we have (backend's, else calibrated estimate)
-    estimate: int  # the raw tiktoken estimate, which the calibrator learns against
+    input_tokens: int  # the best count we have, calibrated
+    basis: int  # what input_tokens was scaled from: the backend's count, else our estimate
+    calibration_key: str  # per model and per counting path
 
 
 class Proxy:
@@ -108,10 +109,12 @@ class Proxy:
         route = resolve(request["model"], self.settings, self.catalog)
         request = await self._compress(request, route, headers)
         chat = await self._translate(request, route, raw_size)
-        estimate = await self._estimate(chat)
         counted = await self._backend_count(route, chat, headers)
-        input_tokens = counted if counted is not None else self.calibrator.scale(route.model, estimate)
-        return Prepared(request, route, chat, input_tokens, estimate)
+        # A tokenize endpoint can still miss what the template adds, so its
+        # count is calibrated too (separately: its factor should be near 1).
+        basis = counted if counted is not None else await self._estimate(chat)
+        key = f"{route.backend.name}\0{route.model}\0{'backend' if counted is not None else 'tiktoken'}"
+        return Prepared(request, route, chat, self.calibrator.scale(key, basis), basis, key)
 
     def fit_max_tokens(self, prepared: Prepared) -> None:
         """Clamp the output budget to the context window; refuse a prompt that cannot fit.
@@ -147,7 +150,7 @@ class Proxy:
     def learn(self, prepared: Prepared, usage: Any) -> None:
         """Teach the calibrator from a backend-reported prompt count."""
         if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-            self.calibrator.observe(prepared.route.model, prepared.estimate, usage["prompt_tokens"])
+            self.calibrator.observe(prepared.calibration_key, prepared.basis, usage["prompt_tokens"])
 
     # ---- steps ---------------------------------------------------------------------------
 

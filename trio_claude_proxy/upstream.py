@@ -144,10 +144,15 @@ class Backend:
             await aclose_response(response)
         return parse_completion_body(body)
 
-    async def _get_json(self, url: str, api_key: str | None) -> Any:
+    async def _metadata(self, url: str, api_key: str | None, body: dict[str, Any] | None = None) -> Any:
+        """GET (or POST ``body`` to) a small JSON endpoint: model lists, tokenizers."""
+        headers = self._headers(api_key, stream=False)
         with map_upstream_errors():
-            response = await self.client.get(url, headers=self._headers(api_key, stream=False),
-                                             timeout=METADATA_TIMEOUT)
+            if body is None:
+                response = await self.client.get(url, headers=headers, timeout=METADATA_TIMEOUT)
+            else:
+                response = await self.client.post(url, content=_dumps(body), headers=headers,
+                                                  timeout=METADATA_TIMEOUT)
         if not response.is_success:
             raise errors.error_from_upstream(response.status_code, response.text)
         try:
@@ -157,9 +162,9 @@ class Backend:
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET /v1/models`` (and llama.cpp's ``/props`` for the real context)."""
-        models = parse_models(self.config.name, await self._get_json(self.config.models_url, self.config.key))
+        models = parse_models(self.config.name, await self._metadata(self.config.models_url, self.config.key))
         if self.config.preset == "llamacpp":
-            n_ctx = context_from_props(await self._get_json(f"{self.config.root_url}/props", self.config.key))
+            n_ctx = context_from_props(await self._metadata(f"{self.config.root_url}/props", self.config.key))
             if n_ctx:
                 models = [replace(m, context_length=n_ctx) for m in models]
         return models
@@ -170,7 +175,8 @@ class Backend:
         vLLM: ``POST /tokenize`` in chat form (template included). llama.cpp:
         ``/apply-template`` then ``/tokenize``. llama-cpp-python:
         ``/extras/tokenize/count`` of the text (its template is not applied, so
-        the framing is estimated).
+        the framing is estimated; tools count only under a tool_choice, as its
+        chat handler ignores them otherwise).
         """
         kind = self.config.tokenizer
         root = self.config.root_url
@@ -179,36 +185,27 @@ class Backend:
                                     "add_generation_prompt": True}
             if chat.get("tools"):
                 body["tools"] = chat["tools"]
-            result = await self._post_json(f"{root}/tokenize", body, api_key)
+            result = await self._metadata(f"{root}/tokenize", api_key, body)
             return _int_field(result, "count")
         if kind == "llamacpp":
-            templated = await self._post_json(f"{root}/apply-template", {"messages": chat["messages"]}, api_key)
+            templated = await self._metadata(f"{root}/apply-template", api_key, {"messages": chat["messages"]})
             prompt = templated.get("prompt") if isinstance(templated, dict) else None
             if not isinstance(prompt, str):
                 return None
-            result = await self._post_json(f"{root}/tokenize", {"content": prompt, "add_special": True}, api_key)
+            result = await self._metadata(f"{root}/tokenize", api_key, {"content": prompt, "add_special": True})
             tokens = result.get("tokens") if isinstance(result, dict) else None
             return len(tokens) if isinstance(tokens, list) else None
         if kind == "llama-cpp-python":
             from .tokens import framing_tokens, request_text
 
+            if chat.get("tool_choice") in (None, "none"):
+                # It leaves tools out of the prompt unless a tool_choice forces one.
+                chat = {k: v for k, v in chat.items() if k != "tools"}
             text, messages, images = request_text(chat)
-            result = await self._post_json(f"{root}/extras/tokenize/count", {"input": text}, api_key)
+            result = await self._metadata(f"{root}/extras/tokenize/count", api_key, {"input": text})
             count = _int_field(result, "count")
             return None if count is None else count + framing_tokens(messages, images)
         return None
-
-    async def _post_json(self, url: str, body: dict[str, Any], api_key: str | None) -> Any:
-        with map_upstream_errors():
-            response = await self.client.post(url, content=_dumps(body),
-                                              headers=self._headers(api_key, stream=False),
-                                              timeout=METADATA_TIMEOUT)
-        if not response.is_success:
-            raise errors.error_from_upstream(response.status_code, response.text)
-        try:
-            return response.json()
-        except ValueError:
-            raise UpstreamError(f"{url} did not return JSON") from None
 
 
 def _int_field(body: Any, key: str) -> int | None:
