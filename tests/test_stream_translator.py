@@ -278,3 +278,48 @@ def test_cache_writes_are_cache_creation() -> None:
                                                                            "cache_write_tokens": 50}}}])
     assert accumulate(events)["usage"] == {"input_tokens": 40, "cache_creation_input_tokens": 50,
                                            "cache_read_input_tokens": 10, "output_tokens": 3}
+
+
+def test_openrouter_reasoning_details_ride_in_the_signature_and_come_back() -> None:
+    from trio_claude_proxy.convert import Dialect, to_chat_request, validate_request
+
+    details = [
+        {"type": "reasoning.text", "text": "Let me ", "index": 0, "format": "anthropic-claude-v1"},
+        {"type": "reasoning.text", "text": "think.", "index": 0, "signature": "EqQBCkYIBxgCKkDx"},
+        {"type": "reasoning.encrypted", "data": "gAAAAB...", "index": 1},
+    ]
+    events = feed_all([
+        c({"reasoning": "Let me ", "reasoning_details": [details[0]]}),
+        c({"reasoning": "think.", "reasoning_details": [details[1]]}),
+        c({"reasoning_details": [details[2]]}),
+        c({"tool_calls": [{"index": 0, "id": "call_1", "function": {"name": "A", "arguments": "{}"}}]}),
+        c({}, "tool_calls"),
+    ])
+    assert_valid_stream(events)
+    message = accumulate(events)
+    thinking = message["content"][0]
+    assert thinking["thinking"] == "Let me think."
+    history = {"model": "m", "max_tokens": 5, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": message["content"]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}]},
+    ]}
+    request = validate_request(history)
+    replayed = to_chat_request(request, model="m", dialect=Dialect(replay_reasoning_details=True))
+    assert replayed["messages"][1]["reasoning_details"] == [
+        {"type": "reasoning.text", "text": "Let me think.", "index": 0, "format": "anthropic-claude-v1",
+         "signature": "EqQBCkYIBxgCKkDx"},
+        {"type": "reasoning.encrypted", "data": "gAAAAB...", "index": 1},
+    ]
+    plain = to_chat_request(request, model="m")
+    assert "reasoning_details" not in plain["messages"][1]
+
+
+def test_encrypted_only_reasoning_becomes_an_empty_signed_thinking_block() -> None:
+    events = feed_all([c({"reasoning_details": [{"type": "reasoning.encrypted", "data": "x", "index": 0}]}),
+                       c({"content": "Hi"}, "stop")])
+    assert_valid_stream(events)
+    blocks = accumulate(events)["content"]
+    assert blocks[0] == {"type": "text", "text": "Hi"}
+    assert blocks[1]["type"] == "thinking" and blocks[1]["thinking"] == ""
+    assert blocks[1]["signature"].startswith("tcp1_d_")

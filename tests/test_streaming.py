@@ -145,3 +145,18 @@ async def test_backend_read_timeout_becomes_an_error_event(autojump_clock: trio.
     assert events[-1] == {"type": "error", "error": {"type": "timeout_error",
                                                      "message": "Timed out waiting for the backend"}}
     assert sum(e["type"] == "ping" for e in events) == 66  # every 15 s of the 1000 s stall
+
+
+async def test_a_backend_that_hangs_after_finish_reason_does_not_hold_the_client(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    steps = [(0.0, fakes.sse([fakes.text("done"), fakes.chunk({}, "stop")], done=False)),
+             (1000.0, fakes.sse([fakes.usage(5, 1)]))]
+    backend = ScriptedBackend([Reply(200, steps, {"content-type": "text/event-stream"})])
+    arrivals: list[tuple[float, dict[str, Any]]] = []
+    start = trio.current_time()
+    await collect(make_app(backend), arrivals)
+    assert arrivals[-1][1]["type"] == "message_stop"
+    assert round(arrivals[-1][0] - start, 3) == 5.0
+    assert_valid_stream([e for _, e in arrivals])
+    assert len(backend.closed_at) == 1

@@ -15,8 +15,8 @@ preset          what it sets
                 context from ``/props``
 ``llama-cpp-python``  counts from ``/extras/tokenize/count``; no ``stream_options``
 ``ollama``      defaults (Ollama's ``/v1`` ignores unknown fields)
-``openrouter``  ``reasoning: {effort}``; PDFs as file parts; context from
-                ``context_length``
+``openrouter``  ``reasoning: {effort}``; ``reasoning_details`` replayed; PDFs
+                as file parts; context from ``context_length``
 ``deepseek``    ``thinking`` + ``reasoning_effort``; thinking goes back as
                 ``reasoning_content`` (required on tool turns)
 ``groq``        at most 4 stop strings; no reasoning in history
@@ -70,7 +70,7 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "llamacpp": ({"send_top_k": True}, {"tokenizer": "llamacpp"}),
     "llama-cpp-python": ({"stream_usage": False}, {"tokenizer": "llama-cpp-python"}),
     "ollama": ({}, {}),
-    "openrouter": ({"reasoning": "openrouter", "pdf_file_parts": True}, {}),
+    "openrouter": ({"reasoning": "openrouter", "pdf_file_parts": True, "replay_reasoning_details": True}, {}),
     "deepseek": ({"reasoning": "deepseek"}, {}),
     "groq": ({"max_stop_sequences": 4, "reasoning_history_field": None}, {}),
     "together": ({"send_top_k": True}, {}),

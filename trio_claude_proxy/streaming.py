@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
@@ -47,6 +48,9 @@ from .upstream import (
 )
 
 log = logging.getLogger(__name__)
+
+#: How long to wait for the usage chunk and [DONE] after finish_reason.
+AFTER_FINISH_GRACE = 5.0
 
 
 class StreamBody(ResponseBody):
@@ -166,7 +170,7 @@ async def _pump(
     decoder = SSEDecoder()
     done = False
     try:
-        with map_upstream_errors():
+        with map_upstream_errors(), trio.CancelScope() as after_finish:
             # aclosing: a stream abandoned mid-way (disconnect) is closed here,
             # not left suspended for the garbage collector to finalize.
             async with aclosing(upstream.aiter_bytes()) as chunks:
@@ -178,8 +182,13 @@ async def _pump(
                         keepalive.touch()
                     if done:
                         break
+                    if translator.state == "FINISHING" and after_finish.deadline == math.inf:
+                        # The answer is complete; only usage and [DONE] may follow.
+                        # A backend that then holds the connection open must not
+                        # hold the client's message_stop hostage.
+                        after_finish.deadline = trio.current_time() + AFTER_FINISH_GRACE
         tail: list[dict[str, Any]] = []
-        if not done:
+        if not done and not after_finish.cancelled_caught:
             translate_sse_events(decoder.close(), translator, tail)
     except SSEError as exc:
         raise UpstreamError(f"Backend stream unusable: {exc}") from exc

@@ -29,6 +29,9 @@ class Dialect:
     #: (``thinking: {type}`` + ``reasoning_effort``), or ``"chat_template_kwargs"``
     #: (``enable_thinking`` for Qwen-style templates on vLLM and SGLang).
     reasoning: str | None = None
+    #: Send OpenRouter's ``reasoning_details`` back on assistant turns (carried
+    #: in our thinking signatures), so reasoning models keep their chain.
+    replay_reasoning_details: bool = False
     #: OpenAI, Azure and Groq accept at most 4 stop strings; None: no limit.
     max_stop_sequences: int | None = None
     #: Send base64 PDFs as OpenAI ``file`` parts (OpenAI, OpenRouter read them);

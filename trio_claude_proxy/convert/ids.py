@@ -11,18 +11,23 @@ mapping survives restarts and works across instances behind a load balancer.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import secrets
 import string
+from typing import Any
 
 _ALNUM = string.ascii_letters + string.digits
 _VALID_TOOL_ID = re.compile(r"[a-zA-Z0-9_-]{1,200}")
 _ENCODED_PREFIX = "toolu_enc_"
 
 #: Prefix of the signatures we put on thinking blocks. Claude Code keeps a
-#: thinking block only if it is signed (protocol.md A.6 #11); the backend never
-#: checks the signature, so it only needs to be recognisably ours.
+#: thinking block only if it is signed (protocol.md A.6 #11). The signature
+#: also carries what the backend needs to continue its reasoning on the next
+#: turn: OpenRouter's ``reasoning_details`` (encrypted reasoning, provider
+#: signatures), which must be replayed unchanged (raine/claude-code-proxy #75).
 SIGNATURE_PREFIX = "tcp1_"
+_DETAILS_PREFIX = SIGNATURE_PREFIX + "d_"
 
 
 def _random(n: int) -> str:
@@ -37,12 +42,26 @@ def new_tool_use_id() -> str:
     return "toolu_" + _random(24)
 
 
-def new_signature() -> str:
+def new_signature(details: list[dict[str, Any]] | None = None) -> str:
+    """A signature of ours; with ``details``, one that carries them back to us."""
+    if details:
+        payload = json.dumps(details, separators=(",", ":"), ensure_ascii=False).encode()
+        return _DETAILS_PREFIX + base64.urlsafe_b64encode(payload).decode().rstrip("=")
     return SIGNATURE_PREFIX + _random(32)
 
 
-def is_minted_signature(signature: object) -> bool:
-    return isinstance(signature, str) and signature.startswith(SIGNATURE_PREFIX)
+def signature_details(signature: object) -> list[dict[str, Any]] | None:
+    """The ``reasoning_details`` a signature of ours carries, if any."""
+    if not isinstance(signature, str) or not signature.startswith(_DETAILS_PREFIX):
+        return None
+    payload = signature[len(_DETAILS_PREFIX) :]
+    try:
+        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return value
+    return None
 
 
 def to_anthropic_tool_id(backend_id: str) -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from .dialect import DEFAULT_DIALECT, Dialect
 from .documents import pdf_text
-from .ids import to_backend_tool_id
+from .ids import signature_details, to_backend_tool_id
 from .types import ChatMessage
 
 Block = dict[str, Any]
@@ -113,9 +113,12 @@ def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
         return {"role": "assistant", "content": content} if content else None
     texts: list[str] = []
     reasoning: list[str] = []
+    details: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     for block in content:
         kind = block["type"]
+        if kind == "thinking" and dialect.replay_reasoning_details:
+            details += signature_details(block.get("signature")) or []
         if kind == "text" and block["text"]:
             texts.append(block["text"])
         elif kind == "tool_use":
@@ -133,13 +136,15 @@ def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
             reasoning.append(block["thinking"])
         # redacted_thinking, server_tool_use and its results: opaque to this backend.
     field = dialect.reasoning_history_field
-    if not texts and not calls and not (reasoning and field):
+    if not texts and not calls and not (reasoning and field) and not details:
         return None
     message: ChatMessage = {"role": "assistant", "content": "\n\n".join(texts)}
     if calls:
         message["tool_calls"] = calls  # type: ignore[typeddict-item]
     if reasoning and field:
         message[field] = "\n\n".join(reasoning)  # type: ignore[literal-required]
+    if details:
+        message["reasoning_details"] = details  # type: ignore[typeddict-unknown-key]
     return message
 
 
@@ -287,10 +292,13 @@ def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
             parts = [m[field] for m in (prev, message) if m.get(field)]  # type: ignore[literal-required]
             if parts:
                 merged[field] = "\n\n".join(parts)
+        details = [d for m in (prev, message) for d in m.get("reasoning_details", [])]  # type: ignore[attr-defined]
+        if details:
+            merged["reasoning_details"] = details
         out[-1] = merged  # type: ignore[assignment]
     return [
         m for m in out
-        if m["role"] != "assistant" or m.get("content") or m.get("tool_calls")
+        if m["role"] != "assistant" or m.get("content") or m.get("tool_calls") or m.get("reasoning_details")
     ]
 
 

@@ -32,7 +32,8 @@ def completion_as_chunk(completion: dict[str, Any]) -> dict[str, Any]:
     choices = completion.get("choices") or []
     choice = choices[0] if choices else {}
     message = choice.get("message") or {}
-    delta = {key: message.get(key) for key in ("content", "reasoning_content", "reasoning")}
+    delta = {key: message.get(key) for key in
+             ("content", "reasoning_content", "reasoning", "reasoning_details", "refusal")}
     delta["tool_calls"] = [
         {**call, "index": i} for i, call in enumerate(message.get("tool_calls") or ())
     ]

@@ -112,6 +112,7 @@ class StreamTranslator:
         self._calls: dict[Any, _ToolCall] = {}
         self._call_count = 0
         self._refused = False
+        self._details: dict[Any, dict[str, Any]] = {}  # OpenRouter reasoning_details, merged
         self._last_key: Any = None
         self._queue: deque[tuple[str, Any]] = deque()
         self._used_ids: set[str] = set()
@@ -179,6 +180,9 @@ class StreamTranslator:
             if call.index is None:  # a call whose block never opened: emit it whole
                 self._start_call(call, out)
                 self._close(out)
+        if self._details:  # reasoning with no text (encrypted only): a signed, empty block
+            self._open("thinking", {"type": "thinking", "thinking": "", "signature": ""}, out)
+            self._close(out)
         self.state = "DONE"
         out.append(
             {
@@ -206,6 +210,9 @@ class StreamTranslator:
             if self.state != "STREAMING":
                 continue  # content after finish_reason: nothing valid can follow
             delta = choice.get("delta") or {}
+            details = delta.get("reasoning_details")
+            if isinstance(details, list):
+                self._collect_details(details)
             reasoning = _reasoning_text(delta)
             if reasoning:
                 self._route("thinking", reasoning, out)
@@ -417,11 +424,13 @@ class StreamTranslator:
             return
         index = self._next_index - 1
         if self._open_kind == "thinking":
+            details = list(self._details.values())
+            self._details.clear()
             out.append(
                 {
                     "type": "content_block_delta",
                     "index": index,
-                    "delta": {"type": "signature_delta", "signature": new_signature()},
+                    "delta": {"type": "signature_delta", "signature": new_signature(details)},
                 }
             )
         elif self._open_kind == "tool" and self._open_call is not None:
@@ -447,6 +456,23 @@ class StreamTranslator:
                     "delta": {"type": "input_json_delta", "partial_json": held},
                 }
             )
+
+    def _collect_details(self, details: list[Any]) -> None:
+        """Merge streamed ``reasoning_details`` fragments by their ``index``:
+        text pieces concatenate, other fields (signature, data) are set."""
+        for item in details:
+            if not isinstance(item, dict):
+                continue
+            key = item.get("index", len(self._details))
+            merged = self._details.get(key)
+            if merged is None:
+                self._details[key] = dict(item)
+                continue
+            for field, value in item.items():
+                if field in ("text", "summary") and isinstance(value, str):
+                    merged[field] = (merged.get(field) or "") + value
+                elif value is not None:
+                    merged[field] = value
 
     def _flush_think(self, out: list[StreamEvent]) -> None:
         if self._think is not None:
