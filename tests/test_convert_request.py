@@ -294,6 +294,9 @@ def test_tool_ids_round_trip() -> None:
         assert to_backend_tool_id(anthropic_id) == backend_id
 
 
+ONE = [{"role": "user", "content": "x"}]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -310,12 +313,13 @@ def test_tool_ids_round_trip() -> None:
          "messages.0.content.0.text: Field required"),
         ({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": [
             {"type": "tool_use", "id": "x", "name": "n", "input": []}]}]}, "messages.0.content.0.input"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "system": 5}, "system:"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "temperature": "hot"}, "temperature:"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "stop_sequences": [1]}, "stop_sequences:"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "tools": [{"name": "t"}]}, "tools.0.input_schema"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "tool_choice": {"type": "all"}}, "tool_choice.type"),
-        ({"model": "m", "max_tokens": 1, "messages": [], "tool_choice": {"type": "tool"}}, "tool_choice.name"),
+        ({"model": "m", "max_tokens": 1, "messages": []}, "messages: List should have at least 1 item"),
+        ({"model": "m", "max_tokens": 1, "messages": ONE, "system": 5}, "system:"),
+        ({"model": "m", "max_tokens": 1, "messages": ONE, "temperature": "hot"}, "temperature:"),
+        ({"model": "m", "max_tokens": 1, "messages": ONE, "stop_sequences": [1]}, "stop_sequences:"),
+        ({"model": "m", "max_tokens": 1, "messages": ONE, "tools": [{"name": "t"}]}, "tools.0.input_schema"),
+        ({"model": "m", "max_tokens": 1, "messages": ONE, "tool_choice": {"type": "all"}}, "tool_choice.type"),
+        ({"model": "m", "max_tokens": 1, "messages": ONE, "tool_choice": {"type": "tool"}}, "tool_choice.name"),
     ],
 )
 def test_validation_names_the_field(body: Any, field: str) -> None:
@@ -378,3 +382,54 @@ def test_stop_sequences_capped_where_the_backend_caps_them() -> None:
                                 "messages": [{"role": "user", "content": "x"}]})
     assert to_chat_request(request, model="m")["stop"] == list("abcdef")
     assert to_chat_request(request, model="m", dialect=Dialect(max_stop_sequences=4))["stop"] == list("abcd")
+
+
+def test_tool_names_openai_rejects_are_rewritten_and_mapped_back() -> None:
+    from trio_claude_proxy.convert import StreamTranslator, accumulate
+    from trio_claude_proxy.convert.ids import tool_name_map
+
+    long_name = "mcp__a_very_long_server_name_for_testing__and_an_even_longer_tool_name_here"
+    tools = [{"name": long_name, "input_schema": {"type": "object"}}, {"name": "Bash", "input_schema": {}}]
+    out = convert(tools=tools, tool_choice={"type": "tool", "name": long_name}, messages=[
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": long_name, "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "r"}]},
+    ])
+    backend_name = out["tools"][0]["function"]["name"]
+    assert len(backend_name) <= 64 and backend_name != long_name
+    assert out["tools"][1]["function"]["name"] == "Bash"
+    assert out["tool_choice"]["function"]["name"] == backend_name
+    assert out["messages"][1]["tool_calls"][0]["function"]["name"] == backend_name
+    translator = StreamTranslator(model="m", tool_names=tool_name_map(tools))
+    events = translator.start() + translator.feed({"choices": [{"index": 0, "delta": {"tool_calls": [
+        {"index": 0, "id": "c1", "function": {"name": backend_name, "arguments": "{}"}}]},
+        "finish_reason": "tool_calls"}]}) + translator.finish()
+    assert accumulate(events)["content"][0]["name"] == long_name
+
+
+def test_orphan_duplicate_and_missing_tool_results() -> None:
+    out = convert(messages=[
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "A", "input": {}},
+                                          {"type": "tool_use", "id": "b", "name": "B", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "a", "content": "first"},
+            {"type": "tool_result", "tool_use_id": "a", "content": "again"},
+            {"type": "tool_result", "tool_use_id": "zzz", "content": "orphan"},
+        ]},
+    ])
+    assert out["messages"][2:] == [
+        {"role": "tool", "tool_call_id": "a", "content": "first"},
+        {"role": "tool", "tool_call_id": "b", "content": "(no result)"},
+        {"role": "user", "content": "[Result of tool call a]\nagain\n\n[Result of tool call zzz]\norphan"},
+    ]
+
+
+def test_tool_calls_answered_by_plain_text_get_stubs() -> None:
+    out = convert(messages=[
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "A", "input": {}}]},
+        {"role": "user", "content": "never mind"},
+    ])
+    assert out["messages"][2:] == [{"role": "tool", "tool_call_id": "a", "content": "(no result)"},
+                                   {"role": "user", "content": "never mind"}]

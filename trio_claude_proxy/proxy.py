@@ -27,6 +27,7 @@ from . import prompt, tokens
 from .auth import backend_key, check_client, client_key
 from .catalog import Catalog, static_models
 from .convert import StreamTranslator, to_chat_request
+from .convert.ids import tool_name_map
 from .errors import InvalidRequest, ProxyError
 from .routing import Route, fallback_route, resolve
 from .settings import Settings
@@ -137,6 +138,7 @@ class Proxy:
             input_tokens=prepared.input_tokens,
             stop_sequences=prepared.request.get("stop_sequences") or (),
             dialect=prepared.route.backend.dialect,
+            tool_names=tool_name_map(prepared.request.get("tools")),
         )
 
     async def open_stream(self, prepared: Prepared, headers: Mapping[str, str]) -> UpstreamResponse:

@@ -11,6 +11,7 @@ mapping survives restarts and works across instances behind a load balancer.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import secrets
@@ -62,6 +63,33 @@ def signature_details(signature: object) -> list[dict[str, Any]] | None:
     if isinstance(value, list) and all(isinstance(v, dict) for v in value):
         return value
     return None
+
+
+_VALID_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def to_backend_tool_name(name: str) -> str:
+    """A function name OpenAI accepts (``^[a-zA-Z0-9_-]{1,64}$``) for a tool name.
+
+    MCP tools in Claude Code are named ``mcp__server__tool`` and easily pass 64
+    characters; OpenAI and Azure reject those. Such a name becomes a cleaned
+    prefix plus a hash, the same every time, and :func:`tool_name_map` maps it
+    back when the model calls it.
+    """
+    if _VALID_FUNCTION_NAME.fullmatch(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", name)[:55] + "_" + digest
+
+
+def tool_name_map(tools: Any) -> dict[str, str]:
+    """Backend function name -> tool name, for the names that were rewritten."""
+    out = {}
+    for tool in tools or ():
+        name = tool.get("name") if isinstance(tool, dict) else None
+        if isinstance(name, str) and to_backend_tool_name(name) != name:
+            out[to_backend_tool_name(name)] = name
+    return out
 
 
 def to_anthropic_tool_id(backend_id: str) -> str:

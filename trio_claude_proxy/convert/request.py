@@ -28,7 +28,7 @@ from typing import Any
 
 from .dialect import DEFAULT_DIALECT, Dialect
 from .documents import pdf_text
-from .ids import signature_details, to_backend_tool_id
+from .ids import signature_details, to_backend_tool_id, to_backend_tool_name
 from .types import ChatMessage
 
 Block = dict[str, Any]
@@ -127,7 +127,7 @@ def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
                     "id": to_backend_tool_id(block["id"]),
                     "type": "function",
                     "function": {
-                        "name": block["name"],
+                        "name": to_backend_tool_name(block["name"]),
                         "arguments": json.dumps(block.get("input") or {}, ensure_ascii=False),
                     },
                 }
@@ -149,23 +149,38 @@ def _assistant(content: Any, dialect: Dialect) -> ChatMessage | None:
 
 
 def _user(content: Any, call_order: dict[str, int], dialect: Dialect) -> list[ChatMessage]:
-    if isinstance(content, str):
-        return [{"role": "user", "content": content}]
+    """A user turn: tool messages first, answering the previous assistant's calls.
+
+    OpenAI-compatible servers insist that every ``tool_calls`` id gets exactly
+    one tool message right after the call. A result with no matching call (or
+    a second one) becomes user text; a call with no result gets a stub.
+    """
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
     tool_messages: list[ChatMessage] = []
     result_parts: list[Block] = []  # images from tool results, for a user message
     parts: list[Block] = []
-    for block in content:
-        if block["type"] == "tool_result":
-            tool_message, images = _tool_result(block, dialect)
-            tool_messages.append(tool_message)
-            if images:
-                result_parts.append(
-                    {"type": "text", "text": f"[Images returned by tool call {block['tool_use_id']}]"}
-                )
-                result_parts.extend(images)
-        else:
+    for block in blocks:
+        if block["type"] != "tool_result":
             parts.extend(_content_parts(block, dialect))
-    tool_messages.sort(key=lambda m: call_order.get(m["tool_call_id"], len(call_order)))
+            continue
+        tool_message, images = _tool_result(block, dialect)
+        call_id = tool_message["tool_call_id"]
+        if call_id in call_order and all(m["tool_call_id"] != call_id for m in tool_messages):
+            tool_messages.append(tool_message)
+        else:
+            parts.append({"type": "text", "text": f"[Result of tool call {block['tool_use_id']}]\n"
+                                                  f"{tool_message['content']}"})
+        if images:
+            result_parts.append(
+                {"type": "text", "text": f"[Images returned by tool call {block['tool_use_id']}]"}
+            )
+            result_parts.extend(images)
+    answered = {m["tool_call_id"] for m in tool_messages}
+    tool_messages += [
+        {"role": "tool", "tool_call_id": call_id, "content": "(no result)"}
+        for call_id in call_order if call_id not in answered
+    ]
+    tool_messages.sort(key=lambda m: call_order[m["tool_call_id"]])
     out = tool_messages
     user_parts = result_parts + parts
     if user_parts or not tool_messages:
@@ -326,7 +341,8 @@ def _tools(tools: Any) -> tuple[list[dict[str, Any]], set[str]]:
         ):
             dropped.add(tool["name"])
             continue
-        function: dict[str, Any] = {"name": tool["name"], "parameters": tool["input_schema"]}
+        function: dict[str, Any] = {"name": to_backend_tool_name(tool["name"]),
+                                    "parameters": tool["input_schema"]}
         if tool.get("description"):
             function["description"] = tool["description"]
         out.append({"type": "function", "function": function})
@@ -345,7 +361,7 @@ def _tool_choice(choice: Any, dropped: set[str]) -> dict[str, Any]:
     elif kind == "none":
         out["tool_choice"] = "none"
     elif kind == "tool" and choice["name"] not in dropped:
-        out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        out["tool_choice"] = {"type": "function", "function": {"name": to_backend_tool_name(choice["name"])}}
     if choice.get("disable_parallel_tool_use") and kind != "none":
         out["parallel_tool_calls"] = False
     return out

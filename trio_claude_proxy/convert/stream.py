@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ProxyError, UpstreamError, error_from_stream_chunk
@@ -83,6 +84,7 @@ class StreamTranslator:
         input_tokens: the prompt estimate for ``message_start``.
         stop_sequences: the request's, to report which one matched.
         dialect: the backend's knobs.
+        tool_names: backend function names that stand for other tool names.
 
     Usage: ``start()`` once, ``feed(chunk)`` per parsed chunk, ``finish()`` at
     ``[DONE]`` or end of stream. ``feed`` and ``finish`` raise
@@ -97,11 +99,13 @@ class StreamTranslator:
         input_tokens: int = 0,
         stop_sequences: list[str] | tuple[str, ...] = (),
         dialect: Dialect = DEFAULT_DIALECT,
+        tool_names: Mapping[str, str] | None = None,
     ) -> None:
         self.message_id = new_message_id()
         self.model = model
         self.state = "STREAMING"
         self._input_estimate = input_tokens
+        self._tool_names = tool_names or {}
         self._stop_sequences = tuple(stop_sequences)
         self._think = ThinkTagParser() if dialect.parse_think_tags else None
         self._next_index = 0
@@ -249,6 +253,7 @@ class StreamTranslator:
         function = tool_call.get("function") or {}
         backend_id = tool_call.get("id") or None
         name = function.get("name") if isinstance(function.get("name"), str) else ""
+        name = self._tool_names.get(name, name)  # undo to_backend_tool_name
         key = tool_call.get("index")
         if key is None:
             # No index (Gemini-style, some Ollama versions): key on the id, else

@@ -54,6 +54,8 @@ def validate_request(body: Any, *, count_tokens: bool = False) -> dict[str, Any]
         raise _fail("messages", "Field required")
     if not isinstance(messages, list):
         raise _fail("messages", "Input should be a valid list")
+    if not messages:
+        raise _fail("messages", "List should have at least 1 item")
     for i, message in enumerate(messages):
         _check_message(message, f"messages.{i}")
     _check_system(body.get("system"))
