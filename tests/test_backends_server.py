@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -232,3 +233,62 @@ async def test_summarize_asks_the_backend_once_and_falls_back_to_compact(start_p
                                 prompt_compression="summarize", compact_budget=500)
     await failing.sdk().messages.create(model="m", max_tokens=5, system=LONG_SYSTEM, messages=HI)
     assert failing.backend.requests[1]["messages"][0]["content"].startswith("# Identity")
+
+
+async def test_anthropic_keys_never_reach_the_tokenizer(start_proxy: Any) -> None:
+    gpu = ScriptedBackend(routes={"/tokenize": lambda body: {"count": 7}})
+    proxy = await start_two(start_proxy, gpu, ScriptedBackend())
+    async with httpx.AsyncClient(base_url=proxy.url) as http:
+        counted = await http.post("/v1/messages/count_tokens", headers={"x-api-key": "sk-ant-SECRET"},
+                                  json={"model": "m", "messages": HI})
+        refused = await http.post("/v1/messages", headers={"x-api-key": "sk-ant-SECRET"},
+                                  json={"model": "m", "max_tokens": 5, "messages": HI})
+    assert counted.status_code == 200 and counted.json()["input_tokens"] != 7  # estimated instead
+    assert refused.status_code == 401
+    assert all("sk-ant" not in json.dumps(h) for h in gpu.headers)
+    assert not any(path == "/tokenize" for _, path, _ in gpu.other)
+
+
+async def test_the_fallback_gets_a_request_fitted_to_it(start_proxy: Any) -> None:
+    gpu = ScriptedBackend([Reply.json({"error": {"message": "busy"}}, 503)])
+    cloud = ScriptedBackend([Reply.json(fakes.completion("ok", usage_={"prompt_tokens": 50,
+                                                                        "completion_tokens": 1}))])
+    backends = (make_backend("gpu", "http://gpu/v1", fallback="cloud", fallback_model="backup"),
+                make_backend("cloud", "http://cloud/v1", preset="openai", key="k", models=("backup",),
+                             context_length=2000))
+    proxy = await start_proxy(scripted={"gpu": gpu, "cloud": cloud}, backends=backends)
+    await proxy.sdk().messages.create(model="m", max_tokens=32000, messages=HI, timeout=60)
+    sent = cloud.requests[0]
+    assert sent["model"] == "backup"
+    assert "max_tokens" not in sent and 1900 < sent["max_completion_tokens"] < 2000
+    assert len(gpu.requests) == 1
+
+
+async def test_model_lists_created_in_milliseconds_do_not_break_listing(start_proxy: Any) -> None:
+    proxy = await start_proxy(models=[{"id": "m", "created": 1750000000000}, {"id": "n", "created": 10**30}])
+    async with httpx.AsyncClient(base_url=proxy.url) as http:
+        page = (await http.get("/v1/models")).json()
+    assert [e["created_at"] for e in page["data"]] == ["2025-06-15T15:06:40Z", "1970-01-01T00:00:00Z"]
+
+
+async def test_failed_retry_is_not_remembered(start_proxy: Any) -> None:
+    refusal = {"error": {"message": "Unsupported parameter: 'max_tokens'. Use 'max_completion_tokens'."}}
+    proxy = await start_proxy([Reply.json(refusal, 400), Reply.json({"error": {"message": "other"}}, 400),
+                               Reply.json(OK)])
+    with pytest.raises(anthropic.BadRequestError):
+        await proxy.sdk().messages.create(model="m", max_tokens=5, messages=HI)
+    await proxy.sdk().messages.create(model="m", max_tokens=5, messages=HI)
+    assert "max_tokens" in proxy.backend.requests[2]
+
+
+async def test_unusable_summaries_are_not_cached(start_proxy: Any) -> None:
+    truncated = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "<think>hm</think>Be conc"},
+                              "finish_reason": "length"}]}
+    thinking = fakes.completion("<think>planning</think>\n\nBe a terse agent.")
+    proxy = await start_proxy([Reply.json(truncated), Reply.json(OK), Reply.json(thinking), Reply.json(OK)],
+                              prompt_compression="summarize", compact_budget=500)
+    for _ in range(2):
+        await proxy.sdk().messages.create(model="m", max_tokens=5, system=LONG_SYSTEM, messages=HI)
+    sent = proxy.backend.requests
+    assert sent[1]["messages"][0]["content"].startswith("# Identity")  # compacted, not the bad summary
+    assert sent[3]["messages"][0] == {"role": "system", "content": "Be a terse agent."}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,75 @@ def test_calibrator_learns_a_bounded_per_model_factor() -> None:
     calibrator.observe("a", 1000, 900)
     calibrator.observe("b", 1000, 1100)  # evicts the least recently taught, "m"
     assert calibrator.factor("m") == 1.0 and calibrator.factor("a") == 0.9
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[backends.a]\nurl = "http://a/v1"\ndialect = "x"\n', "dialect"),
+        ('[backends.a]\nurl = "http://a/v1"\ndialect = [1]\n', "dialect"),
+        ('[backends.a]\nurl = "http://a/v1"\ndialect = { max_stop_sequences = "4" }\n', "max_stop_sequences"),
+        ('[backends.a]\nurl = "http://a/v1"\ndialect = { reasoning = "magic" }\n', "reasoning"),
+        ('[backends.a]\nurl = "http://a/v1"\ndiscover = "false"\n', "discover"),
+        ('[backends.a]\nurl = "http://a/v1"\ncontext_length = true\n', "context_length"),
+        ('[backends.a]\nurl = "http://a/v1"\nfallback_model = 5\n', "fallback_model"),
+        ('[backends.a]\nurl = 5\n', "url"),
+        ('[backends.a]\nurl = "http://a/v1"\nheaders = { X-N = "caf\u00e9" }\n', "ASCII"),
+        ('[backends.a]\nurl = "http://a/v1"\ntokenizer = "magic"\n', "tokenizer"),
+        ('[custom_headers]\nX-N = true\n', "custom_headers"),
+        ('client_keys = [1, 2]\n', "client_keys"),
+        ('compact_budget = 0\n', "compact_budget"),
+        ('port = 80.5\n', "port"),
+        ('host = 5\n', "host"),
+        ('[models]\n"claude-x" = { backend = "gpu", model = "m" }\n', "no backend named 'gpu'"),
+        ('[backends.default]\nurl = "http://a/v1"\n', "used twice"),
+    ],
+)
+def test_bad_config_values_are_settings_errors(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"backend_url": "http://x/v1"} if "default" in text else {}, {},
+                      config_path=str(config))
+
+
+@pytest.mark.parametrize("var", ["CLAUDE_PROXY_MODELS_REFRESH", "CLAUDE_PROXY_PING_INTERVAL"])
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-3"])
+def test_non_finite_or_non_positive_durations_are_refused(var: str, value: str) -> None:
+    with pytest.raises(SettingsError):
+        load_settings({}, {var: value})
+
+
+def test_ambient_openai_base_url_does_not_add_a_backend_beside_declared_ones(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[backends.gpu]\nurl = "http://gpu/v1"\n')
+    env = {"OPENAI_BASE_URL": "https://api.openai.com/v1", "OPENAI_API_KEY": "sk-x"}
+    assert [b.name for b in load_settings({}, env, config_path=str(config)).all_backends] == ["gpu"]
+    env["CLAUDE_PROXY_BACKEND_URL"] = "http://local/v1"
+    assert [b.name for b in load_settings({}, env, config_path=str(config)).all_backends] == ["default", "gpu"]
+
+
+def test_urls_are_redacted_for_logs() -> None:
+    from trio_claude_proxy.backends import redact_url
+
+    assert redact_url("https://user:pw@h:8443/openai/v1?api-key=SECRET") == "https://h:8443/openai/v1"
+
+
+async def test_discovery_is_concurrent_and_keeps_a_discovered_window(autojump_clock: Any) -> None:
+    import httpx
+    import trio
+
+    from trio_claude_proxy.proxy import Proxy
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "slow":
+            await trio.sleep(1000)
+        return httpx.Response(200, json={"data": [{"id": "m", "max_model_len": 1000}, {"id": "x"}]})
+
+    settings = Settings(backends=(make_backend("slow", "http://slow/v1"),
+                                  make_backend("fast", "http://fast/v1", models=("m",))))
+    proxy = Proxy(settings, httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    with trio.move_on_after(3):
+        await proxy.refresh_models()
+    fast = {m.id: m.context_length for m in proxy.catalog.models("fast")}
+    assert fast == {"m": 1000, "x": None}  # listed in config, window from discovery

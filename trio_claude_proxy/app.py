@@ -154,17 +154,16 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
         validate_request(body)
         prepared = await proxy.prepare(body, len(raw), request.headers)
         proxy.fit_max_tokens(prepared)
-        translator = proxy.translator(prepared)
         if not body.get("stream"):
-            completion = await proxy.complete(prepared, request.headers)
-            return completion_to_message(completion, translator)
-        upstream = await proxy.open_stream(prepared, request.headers)
+            completion, used = await proxy.complete(prepared, request.headers)
+            return completion_to_message(completion, proxy.translator(used))
+        upstream, used = await proxy.open_stream(prepared, request.headers)
         stream = open_event_stream(
             upstream,
-            translator,
+            proxy.translator(used),
             ping_interval=settings.ping_interval,
-            label=f"{g.request_id} model={body['model']}",
-            on_usage=lambda usage: proxy.learn(prepared, usage),
+            label=f"{g.request_id} model={body['model']} backend={used.route.backend.name}",
+            on_usage=lambda usage: proxy.learn(used, usage),
         )
         return Response(StreamBody(upstream, stream), status=200, headers=_SSE_HEADERS)
 
@@ -198,7 +197,11 @@ _EPOCH = "1970-01-01T00:00:00Z"
 def _model_entry(model_id: str, info: ModelInfo | None, display: str | None = None) -> dict[str, Any]:
     created = _EPOCH
     if info is not None and info.created:
-        created = datetime.fromtimestamp(info.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = info.created / 1000 if info.created > 10**11 else info.created  # some report ms
+        try:
+            created = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        except (OverflowError, OSError, ValueError):
+            pass
     entry: dict[str, Any] = {"type": "model", "id": model_id, "display_name": display or model_id,
                              "created_at": created}
     if info is not None and info.context_length:

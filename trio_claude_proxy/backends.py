@@ -42,6 +42,16 @@ class SettingsError(Exception):
     """A setting has a value we cannot use; the message says which and why."""
 
 
+def redact_url(url: str) -> str:
+    """A URL fit for logs: no user:password, no query (Azure-style keys ride there)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def normalize_backend_url(url: str) -> str:
     """Accept ``http://h:p``, ``http://h:p/v1``, or a full ``.../chat/completions`` URL."""
     parts = urlsplit(url.strip())
@@ -79,6 +89,20 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
 }
 
 _DIALECT_FIELDS = {f.name for f in fields(Dialect)}
+
+
+_KNOB_CHECKS: dict[str, Any] = {
+    "max_tokens_field": lambda v: v in ("max_tokens", "max_completion_tokens"),
+    "send_top_k": lambda v: isinstance(v, bool),
+    "reasoning_history_field": lambda v: v in ("reasoning_content", "reasoning") or v == "",
+    "parse_think_tags": lambda v: isinstance(v, bool),
+    "stream_usage": lambda v: isinstance(v, bool),
+    "reasoning": lambda v: v in ("", "reasoning_effort", "openrouter", "deepseek", "chat_template_kwargs"),
+    "replay_reasoning_details": lambda v: isinstance(v, bool),
+    "max_stop_sequences": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
+    "pdf_file_parts": lambda v: isinstance(v, bool),
+}
+assert set(_KNOB_CHECKS) == _DIALECT_FIELDS, "every Dialect knob needs a check"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,39 +158,69 @@ _BACKEND_KEYS = {
 def backend_from_table(name: str, table: Mapping[str, Any], environ: Mapping[str, str]) -> BackendConfig:
     """One ``[backends.NAME]`` table. ``key_env`` names the variable holding the key,
     so the key itself never sits in the file; ``dialect`` overrides preset knobs."""
+    where = f"backends.{name}"
     unknown = sorted(set(table) - _BACKEND_KEYS)
     if unknown:
-        raise SettingsError(f"backends.{name}: unknown setting(s) {', '.join(unknown)}")
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)}")
     if "url" not in table:
-        raise SettingsError(f"backends.{name}: url is required")
-    key = table.get("key")
-    if table.get("key_env"):
-        key = environ.get(str(table["key_env"])) or key
-    preset = str(table.get("preset", "generic"))
-    headers = table.get("headers", {})
-    if not isinstance(headers, dict):
-        raise SettingsError(f"backends.{name}.headers: expected a table")
+        raise SettingsError(f"{where}: url is required")
+    strings = {k: _string(table, k, where) for k in
+               ("url", "key", "key_env", "preset", "fallback", "fallback_model", "api_version", "tokenizer")}
+    key = strings["key"]
+    if strings["key_env"]:
+        key = environ.get(strings["key_env"]) or key
+    preset = strings["preset"] or "generic"
     models = table.get("models", [])
-    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
-        raise SettingsError(f"backends.{name}.models: expected a list of names")
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise SettingsError(f"{where}.models: expected a list of names")
     context = table.get("context_length")
-    if context is not None and (not isinstance(context, int) or context <= 0):
-        raise SettingsError(f"backends.{name}.context_length: expected a positive integer")
+    if context is not None and (not isinstance(context, int) or isinstance(context, bool) or context <= 0):
+        raise SettingsError(f"{where}.context_length: expected a positive integer")
+    discover = table.get("discover", True)
+    if not isinstance(discover, bool):
+        raise SettingsError(f"{where}.discover: expected true or false")
+    if strings["tokenizer"] not in (None, *TOKENIZERS):
+        raise SettingsError(f"{where}.tokenizer: expected one of {', '.join(TOKENIZERS)}")
     return make_backend(
         name,
-        str(table["url"]),
+        strings["url"] or "",
         key=key,
         preset=preset,
-        headers={str(k): str(v) for k, v in headers.items()},
+        headers=check_headers(table.get("headers", {}), f"{where}.headers"),
         models=tuple(models),
         context_length=context,
-        fallback=table.get("fallback"),
-        fallback_model=table.get("fallback_model"),
-        api_version=table.get("api_version") or (environ.get("AZURE_API_VERSION") if preset == "azure" else None),
-        tokenizer=table.get("tokenizer"),
-        discover=bool(table.get("discover", True)),
+        fallback=strings["fallback"],
+        fallback_model=strings["fallback_model"],
+        api_version=strings["api_version"] or (environ.get("AZURE_API_VERSION") if preset == "azure" else None),
+        tokenizer=strings["tokenizer"],
+        discover=discover,
         dialect_overrides=table.get("dialect", {}),
     )
+
+
+TOKENIZERS = ("vllm", "llamacpp", "llama-cpp-python")
+
+
+def _string(table: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = table.get(key)
+    if value is not None and not isinstance(value, str):
+        raise SettingsError(f"{where}.{key}: expected a string")
+    return value
+
+
+def check_headers(headers: Any, where: str) -> dict[str, str]:
+    """Header names and values as strings of printable ASCII (what HTTP/1.1 carries)."""
+    if not isinstance(headers, Mapping):
+        raise SettingsError(f"{where}: expected a table of header names and values")
+    out = {}
+    for name, value in headers.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise SettingsError(f"{where}.{name}: expected a string")
+        text = str(value)
+        if not (str(name).isascii() and str(name).isprintable() and text.isascii() and text.isprintable()):
+            raise SettingsError(f"{where}.{name}: header names and values must be printable ASCII")
+        out[str(name)] = text
+    return out
 
 
 def make_backend(
@@ -180,10 +234,17 @@ def make_backend(
     if preset not in PRESETS:
         raise SettingsError(f"backends.{name}.preset: {preset!r} is not one of {', '.join(PRESETS)}")
     dialect_knobs, backend_knobs = PRESETS[preset]
+    if not isinstance(dialect_overrides or {}, Mapping):
+        raise SettingsError(f"backends.{name}.dialect: expected a table of knobs")
     overrides = dict(dialect_overrides or {})
     unknown = sorted(set(overrides) - _DIALECT_FIELDS)
     if unknown:
         raise SettingsError(f"backends.{name}.dialect: unknown knob(s) {', '.join(unknown)}")
+    for knob, value in overrides.items():
+        if not _KNOB_CHECKS[knob](value):
+            raise SettingsError(f"backends.{name}.dialect.{knob}: {value!r} is not a valid value")
+    # TOML has no null: an empty string turns an optional knob off.
+    overrides = {k: (None if v == "" else v) for k, v in overrides.items()}
     dialect = replace(Dialect(), **{**dialect_knobs, **overrides})
     given = {k: v for k, v in knobs.items() if v is not None}
     return BackendConfig(

@@ -98,3 +98,14 @@ def summary_request(system: str, budget: int) -> list[dict[str, str]]:
         {"role": "system", "content": SUMMARY_INSTRUCTIONS.format(budget=budget)},
         {"role": "user", "content": system},
     ]
+
+
+_THINK = re.compile(r"^\s*<think>.*?(</think>|$)", re.S)
+
+
+def clean_summary(text: Any) -> str | None:
+    """A summary fit to become a system prompt: reasoning stripped, not empty."""
+    if not isinstance(text, str):
+        return None
+    text = _THINK.sub("", text).strip()
+    return text or None

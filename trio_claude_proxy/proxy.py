@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -43,6 +43,11 @@ COUNT_IN_THREAD_CHARS = 32 * 1024
 TOKENIZER_RETRY_AFTER = 60.0
 #: Distinct system prompts whose summaries are kept.
 SUMMARY_CACHE = 32
+#: An estimated prompt (not counted by the backend) is refused up front only
+#: past the window by this fraction; tiktoken can be 15% off a backend's count.
+ESTIMATE_MARGIN = 0.15
+#: Output budget sent when an estimated prompt seems to fill the window.
+MIN_OUTPUT_TOKENS = 1024
 
 
 @dataclass(slots=True)
@@ -53,8 +58,10 @@ class Prepared:
     route: Route
     chat: dict[str, Any]  # the translated request
     input_tokens: int  # the best count we have, calibrated
-    basis: int  # what input_tokens was scaled from: the backend's count, else our estimate
-    calibration_key: str  # per model and per counting path
+    basis: int  # what was scaled: the backend's count, else our text estimate (no images)
+    calibration_key: str  # per backend, model and counting path
+    exact: bool  # counted by the backend's tokenizer
+    image_tokens: int = 0  # our flat guess for images, outside the calibrated basis
 
 
 class Proxy:
@@ -70,6 +77,7 @@ class Proxy:
         self.calibrator = tokens.Calibrator()
         self._tokenizer_down: dict[str, float] = {}
         self._summaries: OrderedDict[str, str] = OrderedDict()
+        self._summarizing: set[str] = set()
 
     async def aclose(self) -> None:
         if self._owns_client:
@@ -78,19 +86,27 @@ class Proxy:
     # ---- model lists --------------------------------------------------------------
 
     async def refresh_models(self) -> None:
-        """One refresh of every discoverable backend's model list."""
-        for name, backend in self.backends.items():
-            if not backend.config.discover:
-                continue
-            try:
-                found = await backend.list_models()
-            except ProxyError as exc:
-                log.debug("model list of backend %s unavailable: %s", name, exc.message)
-                continue
-            listed = {m.id: m for m in self._static.get(name, [])}
-            for model in found:  # config's context wins; discovery adds names
-                listed.setdefault(model.id, model)
-            self.catalog.update(name, listed.values())
+        """One refresh of every discoverable backend's model list, all at once,
+        so a slow or dead backend delays nobody else's."""
+        async with trio.open_nursery() as nursery:
+            for name, backend in self.backends.items():
+                if backend.config.discover:
+                    nursery.start_soon(self._refresh_backend, name, backend)
+
+    async def _refresh_backend(self, name: str, backend: Backend) -> None:
+        try:
+            found = await backend.list_models()
+        except ProxyError as exc:
+            log.debug("model list of backend %s unavailable: %s", name, exc.message)
+            return
+        listed = {m.id: m for m in self._static.get(name, [])}
+        for model in found:  # config's context wins where it gives one
+            known = listed.get(model.id)
+            if known is None:
+                listed[model.id] = model
+            elif known.context_length is None:
+                listed[model.id] = replace(model, context_length=model.context_length)
+        self.catalog.update(name, listed.values())
 
     async def refresh_models_forever(self) -> None:
         while True:
@@ -109,28 +125,43 @@ class Proxy:
             request = prompt.strip_billing_header(request)
         route = resolve(request["model"], self.settings, self.catalog)
         request = await self._compress(request, route, headers)
+        return await self._prepare_for(request, route, raw_size, headers)
+
+    async def _prepare_for(
+        self, request: dict[str, Any], route: Route, raw_size: int, headers: Mapping[str, str]
+    ) -> Prepared:
         chat = await self._translate(request, route, raw_size)
         counted = await self._backend_count(route, chat, headers)
-        # A tokenize endpoint can still miss what the template adds, so its
-        # count is calibrated too (separately: its factor should be near 1).
-        basis = counted if counted is not None else await self._estimate(chat)
-        key = f"{route.backend.name}\0{route.model}\0{'backend' if counted is not None else 'tiktoken'}"
-        return Prepared(request, route, chat, self.calibrator.scale(key, basis), basis, key)
+        if counted is not None:
+            # A tokenize endpoint can still miss what the template adds, so its
+            # count is calibrated too (separately: its factor should be near 1).
+            key = f"{route.backend.name}\0{route.model}\0backend"
+            return Prepared(request, route, chat, self.calibrator.scale(key, counted), counted, key, True)
+        text_tokens, image_tokens = await self._estimate(chat)
+        key = f"{route.backend.name}\0{route.model}\0tiktoken"
+        # Images are a flat guess: kept out of what the calibrator learns from.
+        input_tokens = self.calibrator.scale(key, text_tokens) + image_tokens
+        return Prepared(request, route, chat, input_tokens, text_tokens, key, False, image_tokens)
 
     def fit_max_tokens(self, prepared: Prepared) -> None:
         """Clamp the output budget to the context window; refuse a prompt that cannot fit.
 
         Claude Code asks for 32k-128k output tokens whatever the model; a
-        backend would refuse prompt + max_tokens > window outright.
+        backend would refuse prompt + max_tokens > window outright. An estimate
+        (not the backend's own count) refuses only past a margin: a wrong
+        refusal cannot correct itself, while a prompt that really overflows
+        still gets the backend's error, rephrased the same way.
         """
         window = prepared.route.context_length
         field = prepared.route.backend.dialect.max_tokens_field
         requested = prepared.chat.get(field)
         if window is None or requested is None:
             return
-        if prepared.input_tokens >= window:
+        limit = window if prepared.exact else window * (1 + ESTIMATE_MARGIN)
+        if prepared.input_tokens >= limit:
             raise InvalidRequest(f"prompt is too long: {prepared.input_tokens} tokens > {window} maximum")
-        prepared.chat[field] = max(1, min(requested, window - prepared.input_tokens))
+        room = window - prepared.input_tokens
+        prepared.chat[field] = max(1, min(requested, room if room > 0 else MIN_OUTPUT_TOKENS))
 
     def translator(self, prepared: Prepared) -> StreamTranslator:
         return StreamTranslator(
@@ -141,42 +172,49 @@ class Proxy:
             tool_names=tool_name_map(prepared.request.get("tools")),
         )
 
-    async def open_stream(self, prepared: Prepared, headers: Mapping[str, str]) -> UpstreamResponse:
+    async def open_stream(self, prepared: Prepared, headers: Mapping[str, str]) -> tuple[UpstreamResponse, Prepared]:
+        """Open the backend's stream; returns it and what was sent (the fallback's, if used)."""
         return await self._with_fallback(prepared, headers, stream=True)
 
-    async def complete(self, prepared: Prepared, headers: Mapping[str, str]) -> dict[str, Any]:
-        completion = await self._with_fallback(prepared, headers, stream=False)
-        self.learn(prepared, completion.get("usage"))
-        return completion
+    async def complete(self, prepared: Prepared, headers: Mapping[str, str]) -> tuple[dict[str, Any], Prepared]:
+        completion, used = await self._with_fallback(prepared, headers, stream=False)
+        self.learn(used, completion.get("usage"))
+        return completion, used
 
     def learn(self, prepared: Prepared, usage: Any) -> None:
         """Teach the calibrator from a backend-reported prompt count."""
         if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
-            self.calibrator.observe(prepared.calibration_key, prepared.basis, usage["prompt_tokens"])
+            reported = usage["prompt_tokens"] - prepared.image_tokens
+            self.calibrator.observe(prepared.calibration_key, prepared.basis, reported)
 
     # ---- steps ---------------------------------------------------------------------------
 
-    async def _with_fallback(self, prepared: Prepared, headers: Mapping[str, str], *, stream: bool) -> Any:
+    async def _send(self, prepared: Prepared, headers: Mapping[str, str], *, stream: bool) -> Any:
         backend = self.backends[prepared.route.backend.name]
         key = backend_key(prepared.route.backend.key, headers)
+        if stream:
+            return await backend.open_stream(prepared.chat, key)
+        return await backend.complete(prepared.chat, key)
+
+    async def _with_fallback(
+        self, prepared: Prepared, headers: Mapping[str, str], *, stream: bool
+    ) -> tuple[Any, Prepared]:
         try:
-            if stream:
-                return await backend.open_stream(prepared.chat, key)
-            return await backend.complete(prepared.chat, key)
+            return await self._send(prepared, headers, stream=stream), prepared
         except ProxyError as exc:
             alternative = fallback_route(prepared.route, self.settings, self.catalog)
             if alternative is None or not exc.retryable:
                 raise
             log.warning("backend %s failed (%s); trying %s", prepared.route.backend.name, exc.message,
                         alternative.backend.name)
-            chat = await self._translate(prepared.request, alternative, 0)
-            chat.update({k: prepared.chat[k] for k in ("max_tokens", "max_completion_tokens")
-                         if k in prepared.chat and k in chat})
-            other = self.backends[alternative.backend.name]
-            other_key = backend_key(alternative.backend.key, headers)
-            if stream:
-                return await other.open_stream(chat, other_key)
-            return await other.complete(chat, other_key)
+            # The fallback gets a request of its own: its dialect, its model,
+            # its window, its calibration.
+            other = await self._prepare_for(prepared.request, alternative, 0, headers)
+            try:
+                self.fit_max_tokens(other)
+            except InvalidRequest:
+                raise exc from None
+            return await self._send(other, headers, stream=stream), other
 
     async def _translate(self, request: dict[str, Any], route: Route, raw_size: int) -> dict[str, Any]:
         """Translate; a request that passed validation but still trips the
@@ -190,11 +228,14 @@ class Proxy:
             log.exception("could not translate a request that passed validation")
             raise InvalidRequest(f"Cannot translate this request: {type(exc).__name__}: {exc}") from None
 
-    async def _estimate(self, chat: dict[str, Any]) -> int:
+    async def _estimate(self, chat: dict[str, Any]) -> tuple[int, int]:
+        """(text tokens with framing, image tokens) by tiktoken."""
         text, messages, images = tokens.request_text(chat)
         if len(text) > COUNT_IN_THREAD_CHARS:
-            return await trio.to_thread.run_sync(tokens.count_text_tokens, text, messages, images)
-        return tokens.count_text_tokens(text, messages, images)
+            counted = await trio.to_thread.run_sync(tokens.count_text_tokens, text, messages)
+        else:
+            counted = tokens.count_text_tokens(text, messages)
+        return counted, images * tokens.TOKENS_PER_IMAGE
 
     async def _backend_count(self, route: Route, chat: dict[str, Any], headers: Mapping[str, str]) -> int | None:
         backend = self.backends[route.backend.name]
@@ -204,7 +245,11 @@ class Proxy:
         if self._tokenizer_down.get(name, 0.0) > trio.current_time():
             return None
         try:
-            return await backend.count_tokens(chat, route.backend.key or client_key(headers))
+            key = backend_key(route.backend.key, headers)  # refuses to send an sk-ant- key anywhere
+        except ProxyError:
+            return None
+        try:
+            return await backend.count_tokens(chat, key)
         except ProxyError as exc:
             log.info("token count from backend %s failed (%s); estimating", name, exc.message)
             self._tokenizer_down[name] = trio.current_time() + TOKENIZER_RETRY_AFTER
@@ -232,21 +277,28 @@ class Proxy:
         if digest in self._summaries:
             self._summaries.move_to_end(digest)
             return self._summaries[digest]
+        if digest in self._summarizing:
+            return None  # another request is asking; this one compacts meanwhile
         budget = self.settings.compact_budget
         chat = {"model": route.model, "messages": prompt.summary_request(system, budget),
                 route.backend.dialect.max_tokens_field: budget * 2}
+        self._summarizing.add(digest)
         try:
             key = backend_key(route.backend.key, headers)
             completion = await self.backends[route.backend.name].complete(chat, key)
-            text = completion["choices"][0]["message"]["content"]
+            choice = completion["choices"][0]
+            text = choice["message"]["content"]
+            finish = choice.get("finish_reason")
         except (ProxyError, KeyError, IndexError, TypeError) as exc:
             log.warning("prompt summary failed (%s); compacting instead", exc)
             return None
-        if not isinstance(text, str) or not text.strip():
+        finally:
+            self._summarizing.discard(digest)
+        summary = prompt.clean_summary(text) if finish in (None, "stop") else None
+        if summary is None:
+            log.warning("prompt summary unusable (finish_reason %s); compacting instead", finish)
             return None
-        self._summaries[digest] = text.strip()
+        self._summaries[digest] = summary
         while len(self._summaries) > SUMMARY_CACHE:
             self._summaries.popitem(last=False)
-        return text.strip()
-
-
+        return summary

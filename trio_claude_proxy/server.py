@@ -20,6 +20,7 @@ from hypercorn.config import Config
 
 from ._version import __version__
 from .app import create_app
+from .backends import redact_url
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ async def serve(
             partial(hypercorn.trio.serve, app, hypercorn_config(settings), shutdown_trigger=trigger)
         )
         backends = "; ".join(
-            f"{b.name}: {b.url} ({b.preset}, {'configured key' if b.key else 'client keys forwarded'})"
+            f"{b.name}: {redact_url(b.url)} ({b.preset}, {'configured key' if b.key else 'client keys forwarded'})"
             for b in settings.all_backends
         )
         log.info("trio-claude-proxy %s listening on %s, backends %s", __version__, ", ".join(binds), backends)

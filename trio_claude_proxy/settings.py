@@ -12,6 +12,7 @@ come from the config file only (``[backends.NAME]``, ``[models]``).
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from .backends import (
     BackendConfig,
     SettingsError,
     backend_from_table,
+    check_headers,
     custom_headers_from_env,
     make_backend,
     normalize_backend_url,
@@ -176,19 +178,21 @@ def load_settings(
     if path:
         file_values = _read_config_file(Path(path))
     values = {k: v for k, v in file_values.items() if k not in _FILE_ONLY}
-    explicit_url = "backend_url" in values
+    # Only our own names (flag, file, CLAUDE_PROXY_BACKEND_URL) add a default
+    # backend beside declared ones; an OPENAI_BASE_URL that happens to be in
+    # the environment must not.
+    explicit_url = "backend_url" in values or "backend_url" in flags and flags["backend_url"] is not None
     for name, variables in ENV_NAMES.items():
         for var in variables:
             if environ.get(var):
                 values[name] = environ[var]
-                explicit_url = explicit_url or name == "backend_url"
+                explicit_url = explicit_url or var == "CLAUDE_PROXY_BACKEND_URL"
                 break
-    given = {k: v for k, v in flags.items() if v is not None}
-    explicit_url = explicit_url or "backend_url" in given
-    values.update(given)
+    values.update({k: v for k, v in flags.items() if v is not None})
     settings = _coerce(values)
 
-    headers = {**custom_headers_from_env(environ), **_table(file_values, "custom_headers")}
+    headers = check_headers({**custom_headers_from_env(environ), **_table(file_values, "custom_headers")},
+                            "custom_headers")
     backends = []
     for name, table in _table(file_values, "backends").items():
         if not isinstance(table, dict):
@@ -196,20 +200,24 @@ def load_settings(
         backend = backend_from_table(name, table, environ)
         backends.append(replace(backend, headers={**headers, **backend.headers}))
     settings = replace(settings, custom_headers=headers, model_map=_model_map(file_values))
-    if backends:
-        if explicit_url:  # --backend-url beside declared backends: it becomes the default
-            backends.insert(0, replace(settings, backends=()).all_backends[0])
-        names = [b.name for b in backends]
-        for backend in backends:
-            if backend.fallback is not None and backend.fallback not in names:
-                raise SettingsError(f"backends.{backend.name}.fallback: no backend named {backend.fallback!r}")
-        for alias, target in settings.model_map.items():
-            if target.backend is not None and target.backend not in names:
-                raise SettingsError(f"models.{alias}: no backend named {target.backend!r}")
-        settings = replace(settings, backends=tuple(backends))
-    else:
-        settings.all_backends  # noqa: B018 -- validates the preset now, not at first request
+    if backends and explicit_url:  # --backend-url beside declared backends: the default
+        backends.insert(0, replace(settings, backends=()).all_backends[0])
+    settings = replace(settings, backends=tuple(backends))
+    names = [b.name for b in settings.all_backends]
+    if len(set(names)) != len(names):
+        raise SettingsError(f"backends: the name {_first_duplicate(names)!r} is used twice "
+                            "(--backend-url makes a backend named 'default')")
+    for backend in settings.all_backends:
+        if backend.fallback is not None and backend.fallback not in names:
+            raise SettingsError(f"backends.{backend.name}.fallback: no backend named {backend.fallback!r}")
+    for alias, target in settings.model_map.items():
+        if target.backend is not None and target.backend not in names:
+            raise SettingsError(f"models.{alias}: no backend named {target.backend!r}")
     return settings
+
+
+def _first_duplicate(names: list[str]) -> str:
+    return next(n for i, n in enumerate(names) if n in names[:i])
 
 
 def _table(values: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -254,18 +262,26 @@ def _coerce(values: dict[str, Any]) -> Settings:
         kind = _SCALARS[name]
         try:
             if kind == "int":
+                if isinstance(value, bool | float):
+                    raise ValueError
                 out[name] = int(value)
+                if name != "port" and out[name] <= 0:
+                    raise ValueError
             elif kind == "float":
                 out[name] = float(value)
-                if out[name] <= 0:
+                if not math.isfinite(out[name]) or out[name] <= 0:
                     raise ValueError
             elif kind == "bool":
                 out[name] = _boolean(value)
             elif kind == "keys":
                 keys = value.split(",") if isinstance(value, str) else value
-                out[name] = tuple(str(k).strip() for k in keys if str(k).strip())
+                if not isinstance(keys, list | tuple) or not all(isinstance(k, str) for k in keys):
+                    raise ValueError
+                out[name] = tuple(k.strip() for k in keys if k.strip())
+            elif not isinstance(value, str):
+                raise ValueError
             else:
-                out[name] = str(value) if value is not None else None
+                out[name] = value
         except (TypeError, ValueError):
             raise SettingsError(f"{name}: {value!r} is not a valid {kind}") from None
     if "port" in out and not 0 <= out["port"] <= 65535:

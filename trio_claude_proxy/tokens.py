@@ -36,7 +36,7 @@ _TOKENS_PER_MESSAGE = 3
 _TOKENS_PER_REPLY = 3
 # An image's cost depends on its size, which we do not decode; this is the
 # Anthropic figure for a ~1.15 megapixel image (width * height / 750).
-_TOKENS_PER_IMAGE = 1600
+TOKENS_PER_IMAGE = 1600
 
 
 def _tiktoken_cache_dir() -> Path:
@@ -103,7 +103,7 @@ def request_text(chat_request: dict[str, Any]) -> tuple[str, int, int]:
 
 def framing_tokens(messages: int, images: int) -> int:
     """Tokens a chat format adds around the text, and our flat guess per image."""
-    return messages * _TOKENS_PER_MESSAGE + _TOKENS_PER_REPLY + images * _TOKENS_PER_IMAGE
+    return messages * _TOKENS_PER_MESSAGE + _TOKENS_PER_REPLY + images * TOKENS_PER_IMAGE
 
 
 def count_text_tokens(text: str, messages: int = 0, images: int = 0) -> int:

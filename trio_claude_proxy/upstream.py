@@ -23,7 +23,7 @@ import httpx
 import trio
 
 from . import errors
-from .backends import BackendConfig
+from .backends import BackendConfig, redact_url
 from .catalog import ModelInfo, context_from_props, parse_models
 from .errors import ProxyError, UpstreamError, UpstreamTimeout
 from .settings import Settings
@@ -117,11 +117,12 @@ class Backend:
         if not (response.status_code == 400 and "max_tokens" in payload
                 and _MAX_COMPLETION_TOKENS_HINT.search(error.message)):
             raise error
-        self._wants_max_completion_tokens[model] = None
-        while len(self._wants_max_completion_tokens) > _REMEMBERED_MODELS:
-            del self._wants_max_completion_tokens[next(iter(self._wants_max_completion_tokens))]
         response = await self._post(_use_max_completion_tokens(payload), api_key, stream=stream)
         if response.is_success:
+            # Remembered only once the other field has worked.
+            self._wants_max_completion_tokens[model] = None
+            while len(self._wants_max_completion_tokens) > _REMEMBERED_MODELS:
+                del self._wants_max_completion_tokens[next(iter(self._wants_max_completion_tokens))]
             return response
         try:
             raise await _error_from_response(response)
@@ -158,7 +159,7 @@ class Backend:
         try:
             return response.json()
         except ValueError:
-            raise UpstreamError(f"{url} did not return JSON") from None
+            raise UpstreamError(f"{redact_url(url)} did not return JSON") from None
 
     async def list_models(self) -> list[ModelInfo]:
         """``GET /v1/models`` (and llama.cpp's ``/props`` for the real context)."""
