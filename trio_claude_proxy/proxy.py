@@ -24,7 +24,7 @@ import httpx
 import trio
 
 from . import prompt, tokens
-from .auth import backend_key, check_client, client_key
+from .auth import backend_key, check_client
 from .catalog import Catalog, static_models
 from .convert import StreamTranslator, to_chat_request
 from .convert.ids import tool_name_map

@@ -13,8 +13,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-import hypercorn.trio
 import httpx
+import hypercorn.trio
 import trio
 from hypercorn.config import Config
 

@@ -181,7 +181,7 @@ def load_settings(
     # Only our own names (flag, file, CLAUDE_PROXY_BACKEND_URL) add a default
     # backend beside declared ones; an OPENAI_BASE_URL that happens to be in
     # the environment must not.
-    explicit_url = "backend_url" in values or "backend_url" in flags and flags["backend_url"] is not None
+    explicit_url = "backend_url" in values or flags.get("backend_url") is not None
     for name, variables in ENV_NAMES.items():
         for var in variables:
             if environ.get(var):

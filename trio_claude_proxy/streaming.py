@@ -72,7 +72,9 @@ class StreamBody(ResponseBody):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        return await self._cm.__aexit__(exc_type, exc, tb)  # noqa: ASYNC102 (pure delegation)
+        # Pure delegation: flake8-async's ASYNC102 (unshielded await in __aexit__)
+        # is a false positive here.
+        return await self._cm.__aexit__(exc_type, exc, tb)
 
     async def discard(self) -> None:
         if not self._entered:

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProxyError, UpstreamError, error_from_stream_chunk
@@ -473,11 +473,11 @@ class StreamTranslator:
             if merged is None:
                 self._details[key] = dict(item)
                 continue
-            for field, value in item.items():
-                if field in ("text", "summary") and isinstance(value, str):
-                    merged[field] = (merged.get(field) or "") + value
+            for name, value in item.items():
+                if name in ("text", "summary") and isinstance(value, str):
+                    merged[name] = (merged.get(name) or "") + value
                 elif value is not None:
-                    merged[field] = value
+                    merged[name] = value
 
     def _flush_think(self, out: list[StreamEvent]) -> None:
         if self._think is not None:
