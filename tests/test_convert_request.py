@@ -217,6 +217,11 @@ def test_output_format_becomes_response_format() -> None:
     schema = {"type": "object", "properties": {"title": {"type": "string"}}}
     out = convert(output_config={"effort": "low", "format": {"type": "json_schema", "schema": schema}})
     assert out["response_format"] == {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    request = validate_request({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                                "output_format": {"type": "json_schema", "schema": schema}})
+    assert to_chat_request(request, model="m", dialect=Dialect(response_format="json_object"))[
+        "response_format"] == {"type": "json_object", "schema": schema}
+    assert "response_format" not in to_chat_request(request, model="m", dialect=Dialect(response_format=None))
 
 
 def test_documents_and_search_results_become_text() -> None:

@@ -12,6 +12,7 @@ Needs ``llama-cpp-python[server]``; skipped without it unless ``REQUIRE_E2E=1``.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -214,3 +215,15 @@ async def test_token_counts_exact_and_calibrated(start: Any, llama_url: str) -> 
     # about 1%); calibration must not make that worse.
     assert raw_error < 0.1
     assert abs(counted_calibrated - truth) / truth < 0.05
+
+
+async def test_structured_output_as_json_object(start: Any, llama_url: str) -> None:
+    # Claude Code's session-title request: output_config.format and no tools.
+    client = await start(backends=(make_backend("llama", llama_url, preset="llama-cpp-python"),))
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"],
+              "additionalProperties": False}
+    message = await client.messages.create(model="tiny-chatml", max_tokens=50, tools=[],
+                                           messages=[{"role": "user", "content": "title this"}],
+                                           extra_body={"output_config": {"format": {"type": "json_schema",
+                                                                                     "schema": schema}}})
+    assert json.loads(message.content[0].text) == {"title": "example"}

@@ -13,7 +13,8 @@ preset          what it sets
 ``sglang``      ``top_k``; context from ``max_model_len``
 ``llamacpp``    ``top_k``; exact counts via ``/apply-template`` + ``/tokenize``;
                 context from ``/props``
-``llama-cpp-python``  counts from ``/extras/tokenize/count``; no ``stream_options``
+``llama-cpp-python``  counts from ``/extras/tokenize/count``; no ``stream_options``;
+                structured output as ``json_object`` with a schema
 ``ollama``      defaults (Ollama's ``/v1`` ignores unknown fields)
 ``openrouter``  ``reasoning: {effort}``; ``reasoning_details`` replayed; PDFs
                 as file parts; context from ``context_length``
@@ -78,7 +79,8 @@ PRESETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "vllm": ({"send_top_k": True}, {"tokenizer": "vllm"}),
     "sglang": ({"send_top_k": True}, {}),
     "llamacpp": ({"send_top_k": True}, {"tokenizer": "llamacpp"}),
-    "llama-cpp-python": ({"stream_usage": False}, {"tokenizer": "llama-cpp-python"}),
+    "llama-cpp-python": ({"stream_usage": False, "response_format": "json_object"},
+                         {"tokenizer": "llama-cpp-python"}),
     "ollama": ({}, {}),
     "openrouter": ({"reasoning": "openrouter", "pdf_file_parts": True, "replay_reasoning_details": True}, {}),
     "deepseek": ({"reasoning": "deepseek"}, {}),
@@ -101,6 +103,7 @@ _KNOB_CHECKS: dict[str, Any] = {
     "replay_reasoning_details": lambda v: isinstance(v, bool),
     "max_stop_sequences": lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0,
     "pdf_file_parts": lambda v: isinstance(v, bool),
+    "response_format": lambda v: v in ("", "json_schema", "json_object"),
 }
 assert set(_KNOB_CHECKS) == _DIALECT_FIELDS, "every Dialect knob needs a check"
 

@@ -34,6 +34,10 @@ class Dialect:
     replay_reasoning_details: bool = False
     #: OpenAI, Azure and Groq accept at most 4 stop strings; None: no limit.
     max_stop_sequences: int | None = None
+    #: How structured-output requests are sent: ``"json_schema"`` (OpenAI's
+    #: ``response_format``), ``"json_object"`` (``{"type":"json_object",
+    #: "schema":..}``, all llama-cpp-python takes) or None (not at all).
+    response_format: str | None = "json_schema"
     #: Send base64 PDFs as OpenAI ``file`` parts (OpenAI, OpenRouter read them);
     #: otherwise their text is extracted here.
     pdf_file_parts: bool = False

@@ -63,7 +63,7 @@ def to_chat_request(
     user = _user_id(request.get("metadata"))
     if user:
         out["user"] = user
-    response_format = _response_format(request)
+    response_format = _response_format(request, dialect.response_format)
     if response_format:
         out["response_format"] = response_format
     out.update(_reasoning(request, dialect.reasoning))
@@ -380,8 +380,10 @@ def _user_id(metadata: Any) -> str | None:
     return user_id if len(user_id) <= 64 else hashlib.sha256(user_id.encode()).hexdigest()
 
 
-def _response_format(request: dict[str, Any]) -> dict[str, Any] | None:
+def _response_format(request: dict[str, Any], style: str | None) -> dict[str, Any] | None:
     """``output_config.format`` (or beta ``output_format``) json_schema -> response_format."""
+    if style is None:
+        return None
     config = request.get("output_config")
     fmt = config.get("format") if isinstance(config, dict) else None
     if not isinstance(fmt, dict):
@@ -391,6 +393,8 @@ def _response_format(request: dict[str, Any]) -> dict[str, Any] | None:
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
         return None
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
 
 
