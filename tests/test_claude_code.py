@@ -56,20 +56,18 @@ def respond(request: dict[str, Any]) -> Reply:
     return Reply.stream(body, pieces=4)
 
 
-@pytest.mark.e2e
-async def test_claude_code_tool_round_trip(nursery: trio.Nursery, tmp_path: Path) -> None:
+async def run_claude(nursery: trio.Nursery, tmp_path: Path, backend: ScriptedBackend, prompt: str,
+                     ) -> tuple[dict[str, Any], Path]:
+    """Run ``claude -p prompt`` through a proxy in front of ``backend``; (result JSON, workdir)."""
     claude = find_claude()
     if claude is None:
         if os.environ.get("REQUIRE_E2E") == "1":
             pytest.fail("REQUIRE_E2E=1 but no Claude Code CLI was found")
         pytest.skip("Claude Code CLI not installed (set CLAUDE_BIN)")
-
-    backend = ScriptedBackend(responder=respond)
     backend_url = await serve_backend(backend, nursery)
     stop = trio.Event()
     settings = Settings(host="127.0.0.1", port=0, backend_url=backend_url)
     binds = await nursery.start(partial(serve, settings, shutdown_trigger=stop.wait))
-
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     work.mkdir()
@@ -91,8 +89,8 @@ async def test_claude_code_tool_round_trip(nursery: trio.Nursery, tmp_path: Path
     }
     with trio.fail_after(240):
         result = await trio.run_process(
-            [claude, "-p", "Write hello-from-tool into out.txt", "--model", "tiny-model",
-             "--output-format", "json", "--dangerously-skip-permissions"],
+            [claude, "-p", prompt, "--model", "tiny-model", "--output-format", "json",
+             "--dangerously-skip-permissions"],
             cwd=work, env=env, stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
         )
     stop.set()
@@ -100,6 +98,13 @@ async def test_claude_code_tool_round_trip(nursery: trio.Nursery, tmp_path: Path
     assert result.returncode == 0, detail
     outcome = json.loads(result.stdout)
     assert outcome["is_error"] is False, detail
+    return outcome, work
+
+
+@pytest.mark.e2e
+async def test_claude_code_tool_round_trip(nursery: trio.Nursery, tmp_path: Path) -> None:
+    backend = ScriptedBackend(responder=respond)
+    outcome, work = await run_claude(nursery, tmp_path, backend, "Write hello-from-tool into out.txt")
     assert outcome["result"] == FINAL
     assert (work / "out.txt").read_text().strip() == "hello-from-tool"
 
@@ -108,9 +113,56 @@ async def test_claude_code_tool_round_trip(nursery: trio.Nursery, tmp_path: Path
     assert {t["function"]["name"] for t in first["tools"]} >= {"Bash"}
     assert first["messages"][0]["role"] == "system"
     assert not any(m["role"] == "system" for m in first["messages"][1:])
+    assert not first["messages"][0]["content"].startswith("x-anthropic-billing-header")
     call = next(m for m in second["messages"] if m.get("tool_calls"))
     assert call["tool_calls"][0]["id"] == "call_e2e_1"
     assert json.loads(call["tool_calls"][0]["function"]["arguments"])["command"] == COMMAND
     tool = next(m for m in second["messages"] if m["role"] == "tool")
     assert tool["tool_call_id"] == "call_e2e_1"
     assert isinstance(tool["content"], str)
+
+
+REASONING = "The user wants a file; Bash can write it."
+
+
+def respond_with_thinking(request: dict[str, Any]) -> Reply:
+    """Reasoning before the tool call; the answer once the result is back."""
+    if any(m["role"] == "tool" for m in request["messages"]):
+        return Reply.stream(fakes.sse([fakes.chunk({"reasoning_content": "Done."}), fakes.text(FINAL),
+                                       fakes.chunk({}, "stop")]))
+    arguments = json.dumps({"command": COMMAND, "description": "Write a file"})
+    return Reply.stream(fakes.sse([
+        fakes.chunk({"reasoning_content": REASONING[:20]}), fakes.chunk({"reasoning_content": REASONING[20:]}),
+        fakes.tool_call(0, id="call_think_1", name="Bash", arguments=arguments), fakes.chunk({}, "tool_calls"),
+    ]), pieces=3)
+
+
+@pytest.mark.e2e
+async def test_claude_code_keeps_our_signed_thinking_across_a_tool_call(nursery: trio.Nursery,
+                                                                        tmp_path: Path) -> None:
+    backend = ScriptedBackend(responder=respond_with_thinking)
+    outcome, work = await run_claude(nursery, tmp_path, backend, "Write hello-from-tool into out.txt")
+    assert outcome["result"] == FINAL
+    assert (work / "out.txt").exists()
+    # Claude Code sent the thinking block back with our signature, so DeepSeek-style
+    # backends get their reasoning_content on the tool turn.
+    call = next(m for m in backend.requests[-1]["messages"] if m.get("tool_calls"))
+    assert call["reasoning_content"] == REASONING
+
+
+def respond_with_a_mid_stream_failure(request: dict[str, Any]) -> Reply:
+    """The stream fails after some text; Claude Code's non-streaming retry succeeds."""
+    if request.get("stream"):
+        return Reply.stream(fakes.sse([fakes.text("Partial answ"),
+                                       {"error": {"message": "engine overloaded", "type": "overloaded", "code": 503}}]))
+    return Reply.json(fakes.completion(FINAL, usage_={"prompt_tokens": 900, "completion_tokens": 9}))
+
+
+@pytest.mark.e2e
+async def test_claude_code_falls_back_to_non_streaming_after_a_stream_error(nursery: trio.Nursery,
+                                                                            tmp_path: Path) -> None:
+    backend = ScriptedBackend(responder=respond_with_a_mid_stream_failure)
+    outcome, _ = await run_claude(nursery, tmp_path, backend, "say something")
+    assert outcome["result"] == FINAL
+    assert [r.get("stream", False) for r in backend.requests][-1] is False
+    assert backend.requests[0]["stream"] is True

@@ -97,10 +97,13 @@ DIALECTS = st.builds(Dialect, reasoning=st.sampled_from([None, "reasoning_effort
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(REQUEST, DIALECTS)
 def test_requests_either_translate_or_are_refused_with_a_400(body: dict[str, Any], dialect: Dialect) -> None:
+    refusal: InvalidRequest | None = None
     try:
         validate_request(body)
     except InvalidRequest as exc:
-        assert exc.status == 400 and ":" in exc.message
+        refusal = exc
+    if refusal is not None:
+        assert refusal.status == 400 and ":" in refusal.message
         return
     request = prompt.compact(prompt.strip_billing_header(body), 50, len)
     chat = to_chat_request(request, model="backend", dialect=dialect)
