@@ -323,3 +323,27 @@ def test_encrypted_only_reasoning_becomes_an_empty_signed_thinking_block() -> No
     assert blocks[0] == {"type": "text", "text": "Hi"}
     assert blocks[1]["type"] == "thinking" and blocks[1]["thinking"] == ""
     assert blocks[1]["signature"].startswith("tcp1_d_")
+
+
+def test_held_back_output_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trio_claude_proxy.convert import stream
+
+    monkeypatch.setattr(stream, "QUEUE_LIMIT", 1000)
+    translator = StreamTranslator(model="m")
+    events = translator.start()
+    events += translator.feed(tc(0, "a", "A", '{"never": "clos'))  # arguments that never finish
+    for _ in range(50):
+        events += translator.feed(c({"content": "text " * 10}))
+    # The queue gave up on the open call instead of holding all 2,500 characters.
+    assert sum(len(e["delta"].get("text", "")) for e in events if e["type"] == "content_block_delta") >= 1000
+    events += translator.feed(c({}, "stop")) + translator.finish()
+    assert_valid_stream(events)
+
+
+def test_endless_whitespace_is_not_held_forever() -> None:
+    translator = StreamTranslator(model="m")
+    events = translator.start()
+    for _ in range(100):
+        events += translator.feed(c({"content": "\n" * 1000}))
+    assert any(e["type"] == "content_block_start" for e in events)  # flushed past the limit
+    assert len(translator._pending_ws) <= 64 * 1024

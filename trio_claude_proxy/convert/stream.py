@@ -62,6 +62,12 @@ _FAILED_FINISH = ("error", "abort")
 # Rough characters per token, for output usage when a backend reports none.
 _CHARS_PER_TOKEN = 4
 
+# Bounds on what the translator holds back (characters). A stream is the
+# backend's to shape; none of these may grow with it without limit.
+QUEUE_LIMIT = 4 * 1024 * 1024  # output waiting on an unfinished tool call
+HELD_LIMIT = 4 * 1024 * 1024  # arguments that did not start as a JSON object
+PENDING_BLANK_LIMIT = 64 * 1024  # whitespace not yet worth a block
+
 
 @dataclass(slots=True)
 class _ToolCall:
@@ -119,6 +125,7 @@ class StreamTranslator:
         self._details: dict[Any, dict[str, Any]] = {}  # OpenRouter reasoning_details, merged
         self._last_key: Any = None
         self._queue: deque[tuple[str, Any]] = deque()
+        self._queued = 0  # characters in the queue
         self._used_ids: set[str] = set()
         self._finish_reason: str | None = None
         self._matched_stop: str | None = None
@@ -316,7 +323,13 @@ class StreamTranslator:
             self._emit(kind, payload, out)
             return
         self._queue.append((kind, payload))
-        self._drain(out)
+        self._queued += len(payload if kind != "tool" else payload[1])
+        if self._queued > QUEUE_LIMIT:
+            # A call whose arguments never close cannot hold everything else
+            # back without bound: give up waiting on it.
+            self._drain(out, force=True)
+        else:
+            self._drain(out)
 
     def _blocked_by(self, kind: str, payload: Any) -> bool:
         call = self._open_call
@@ -324,7 +337,7 @@ class StreamTranslator:
             return False
         return not (kind == "tool" and payload[0] is call)
 
-    def _drain(self, out: list[StreamEvent]) -> None:
+    def _drain(self, out: list[StreamEvent], *, force: bool = False) -> None:
         """Replay queued output now that it may go out.
 
         While the open tool call is unfinished, its own queued fragments are
@@ -345,10 +358,11 @@ class StreamTranslator:
                     del queue[mine]
                     self._emit(kind, payload, out)
                     continue
-                if not self._finishing:
+                if not (self._finishing or force):
                     return
             kind, payload = queue.popleft()
             self._emit(kind, payload, out)
+        self._queued = 0
 
     def _emit(self, kind: str, payload: Any, out: list[StreamEvent]) -> None:
         if kind == "tool":
@@ -364,6 +378,12 @@ class StreamTranslator:
                 self._pending_ws = ""
             self._pending_kind = kind
             self._pending_ws += text
+            if len(self._pending_ws) <= PENDING_BLANK_LIMIT:
+                return
+            text, self._pending_ws, self._pending_kind = self._pending_ws, "", None
+            self._open(kind, {"type": "text", "text": ""} if kind == "text"
+                       else {"type": "thinking", "thinking": "", "signature": ""}, out)
+            self._delta(kind, text, out)
             return
         if self._pending_kind == kind:
             text = self._pending_ws + text
@@ -380,7 +400,8 @@ class StreamTranslator:
         if not arguments:
             return
         if call.held or (call.scanner.started and not call.scanner.valid_start):
-            call.held.append(arguments)
+            if sum(map(len, call.held)) < HELD_LIMIT:  # not JSON anyway; past this, dropped
+                call.held.append(arguments)
             return
         safe = call.scanner.feed(arguments)
         if not call.scanner.valid_start:

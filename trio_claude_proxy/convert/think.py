@@ -12,6 +12,8 @@ a tag.
 from __future__ import annotations
 
 OPEN, CLOSE = "<think>", "</think>"
+#: Leading whitespace held while waiting to see whether a tag follows.
+BLANK_LIMIT = 64 * 1024
 
 Piece = tuple[str, str]  # ("thinking" | "text", text)
 
@@ -38,7 +40,7 @@ class ThinkTagParser:
         out: list[Piece] = []
         if self._state == "start":
             stripped = self._buf.lstrip()
-            if not stripped or OPEN.startswith(stripped):
+            if (not stripped or OPEN.startswith(stripped)) and len(self._buf) <= BLANK_LIMIT:
                 return out  # only whitespace, or a tag still arriving
             if not stripped.startswith(OPEN):
                 self._state = "text"
