@@ -265,3 +265,27 @@ async def test_discovery_is_concurrent_and_keeps_a_discovered_window(autojump_cl
         await proxy.refresh_models()
     fast = {m.id: m.context_length for m in proxy.catalog.models("fast")}
     assert fast == {"m": 1000, "x": None}  # listed in config, window from discovery
+
+
+async def test_model_lists_refresh_in_the_background(autojump_clock: Any) -> None:
+    import httpx
+    import trio
+
+    from trio_claude_proxy.proxy import Proxy
+
+    served = [["a"]]
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [{"id": name} for name in served[0]]})
+
+    proxy = Proxy(Settings(models_refresh=60), httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(proxy.refresh_models_forever)
+        await trio.sleep(1)
+        assert [m.id for m in proxy.catalog.models()] == ["a"]
+        served[0] = ["a", "b"]
+        await trio.sleep(30)
+        assert [m.id for m in proxy.catalog.models()] == ["a"]  # not yet
+        await trio.sleep(60)
+        assert [m.id for m in proxy.catalog.models()] == ["a", "b"]
+        nursery.cancel_scope.cancel()
