@@ -97,3 +97,35 @@ async def test_port_in_use_is_a_clean_error(nursery: trio.Nursery) -> None:
         process.send_signal(signal.SIGINT)
         with trio.fail_after(30):
             assert await process.wait() == 0
+
+
+async def test_a_second_ctrl_c_exits_at_once_with_130(nursery: trio.Nursery) -> None:
+    body = fakes.sse([fakes.text("slow"), fakes.chunk({}, "stop")])
+    backend = ScriptedBackend([Reply(200, [(30.0, body)], {"content-type": "text/event-stream"})])
+    backend_url = await serve_backend(backend, nursery)
+    process, url, stderr = await start_cli(nursery, "--backend-url", backend_url)
+
+    async def stream_request() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            try:
+                await http.post("/v1/messages", headers={"x-api-key": "k"},
+                                json={"model": "m", "max_tokens": 5, "stream": True,
+                                      "messages": [{"role": "user", "content": "hi"}]})
+            except httpx.HTTPError:
+                pass  # the process is being interrupted
+
+    try:
+        nursery.start_soon(stream_request)
+        with trio.fail_after(10):
+            while not backend.requests:
+                await trio.sleep(0.05)
+        process.send_signal(signal.SIGINT)  # graceful: the stream may run on
+        await trio.sleep(0.5)
+        process.send_signal(signal.SIGINT)  # impatient: stop now
+        with trio.fail_after(10):
+            code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert code == 130
+    assert b"Traceback" not in bytes(stderr)

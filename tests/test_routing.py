@@ -289,3 +289,27 @@ async def test_model_lists_refresh_in_the_background(autojump_clock: Any) -> Non
         await trio.sleep(60)
         assert [m.id for m in proxy.catalog.models()] == ["a", "b"]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_trickling_tokenizer_is_given_up_on_within_the_deadline(autojump_clock: Any) -> None:
+    import httpx
+    import trio
+
+    from trio_claude_proxy import upstream
+    from trio_claude_proxy.proxy import Proxy
+
+    from .fakes import ScriptedBackend, ScriptedStream
+
+    trickle = ScriptedBackend()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        steps = [(3.0, b" ")] * 20 + [(0.0, b'{"count": 5}')]  # one byte every 3 s: no read times out
+        return httpx.Response(200, stream=ScriptedStream(steps, trickle))
+
+    settings = Settings(backends=(make_backend("v", "http://v/v1", preset="vllm"),))
+    proxy = Proxy(settings, httpx.AsyncClient(transport=httpx.MockTransport(handle)))
+    start = trio.current_time()
+    prepared = await proxy.prepare({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+                                   0, {"x-api-key": "k"})
+    assert not prepared.exact  # fell back to the estimate
+    assert trio.current_time() - start <= upstream.METADATA_TIMEOUT + 0.01

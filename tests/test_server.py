@@ -286,3 +286,31 @@ async def test_max_completion_tokens_retry_is_remembered_per_model(start_proxy: 
     assert sent[1]["max_completion_tokens"] == 50 and "max_tokens" not in sent[1]
     assert sent[2]["max_completion_tokens"] == 60 and "max_tokens" not in sent[2]  # remembered
     assert len(sent) == 3
+
+
+async def test_idle_connections_close_after_a_response(start_proxy: Any) -> None:
+    import trio
+
+    proxy = await start_proxy(keep_alive_timeout=1.0)
+    host, port = proxy.url.removeprefix("http://").rsplit(":", 1)
+    for request in (b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n", b"GET /nope HTTP/1.1\r\nhost: x\r\n\r\n"):
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(request)
+        received = b""
+        with trio.fail_after(10):  # the server must close the idle connection (after ~1 s)
+            while chunk := await stream.receive_some(4096):
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 ")
+        await stream.aclose()
+
+
+async def test_unencodable_input_is_not_a_500(start_proxy: Any) -> None:
+    proxy = await start_proxy([Reply.json(fakes.completion("ok"))])
+    body = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"\\ud800 lone"}]}'
+    async with httpx.AsyncClient(base_url=proxy.url) as http:
+        ok = await http.post("/v1/messages", content=body, headers={"x-api-key": "k", "content-type": "application/json"})
+        assert ok.status_code == 200
+        bad_key = await http.post("/v1/messages", json={"model": "m", "max_tokens": 5, "messages": HI},
+                                  headers={"x-api-key": b"k\xe9y"})
+        assert bad_key.status_code == 401 and bad_key.json()["error"]["type"] == "authentication_error"
+    assert proxy.backend.requests[0]["messages"][0]["content"] == "\ud800 lone"

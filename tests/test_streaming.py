@@ -57,13 +57,7 @@ async def collect(app: Any, arrivals: list[tuple[float, dict[str, Any]]], *, sto
             if not message.get("more_body"):
                 finished.set()
 
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/messages", "raw_path": b"/v1/messages", "query_string": b"",
-        "root_path": "", "headers": [(k.encode(), v.encode()) for k, v in HEADERS.items()],
-        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "extensions": {},
-    }
-    await app(scope, receive, send)
+    await app(_scope(), receive, send)
     if stop_after is None:
         assert finished.is_set()
 
@@ -160,3 +154,63 @@ async def test_a_backend_that_hangs_after_finish_reason_does_not_hold_the_client
     assert round(arrivals[-1][0] - start, 3) == 5.0
     assert_valid_stream([e for _, e in arrivals])
     assert len(backend.closed_at) == 1
+
+
+async def test_a_client_that_stops_reading_releases_the_backend(autojump_clock: trio.abc.Clock) -> None:
+    from trio_claude_proxy import streaming
+
+    steps = [(1.0, fakes.sse([fakes.text(f"{i} ")], done=False)) for i in range(1000)]
+    backend = ScriptedBackend([Reply(200, steps, {"content-type": "text/event-stream"})])
+    app = make_app(backend)
+    stalled_at: list[float] = []
+
+    async def receive() -> dict[str, Any]:
+        if not stalled_at and not hasattr(receive, "sent"):
+            receive.sent = True  # type: ignore[attr-defined]
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and b"content_block_delta" in message.get("body", b""):
+            stalled_at.append(trio.current_time())
+            await trio.sleep_forever()  # a client with its socket open, reading nothing
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(app, _scope(), receive, send)
+        with trio.fail_after(1000):
+            while not backend.closed_at:
+                await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    # The relay blocks from the next chunk (one second later) and gives up WRITE_TIMEOUT after.
+    assert backend.closed_at[0] - stalled_at[0] == 1.0 + streaming.WRITE_TIMEOUT
+
+
+async def test_graceful_shutdown_ends_streams_with_an_overloaded_error(autojump_clock: trio.abc.Clock) -> None:
+    from trio_claude_proxy.streaming import ShutdownNotice
+
+    steps = [(1.0, fakes.sse([fakes.text(f"{i} ")], done=False)) for i in range(100)]
+    backend = ScriptedBackend([Reply(200, steps, {"content-type": "text/event-stream"})])
+    notice = ShutdownNotice()
+    app = create_app(Settings(), http_client=backend.client(), shutdown=notice)
+    arrivals: list[tuple[float, dict[str, Any]]] = []
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect, app, arrivals)
+        await trio.sleep(5)
+        notice.begin(20.0)  # what the server does when SIGTERM arrives
+    events = [e for _, e in arrivals]
+    assert_valid_stream(events)
+    assert events[-1] == {"type": "error", "error": {"type": "overloaded_error",
+                                                     "message": "The proxy is shutting down; retry the request"}}
+    assert round(arrivals[-1][0] - start, 3) == 24.0  # one second before the 25 s hard deadline
+    assert len(backend.closed_at) == 1
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/messages", "raw_path": b"/v1/messages", "query_string": b"",
+        "root_path": "", "headers": [(k.encode(), v.encode()) for k, v in HEADERS.items()],
+        "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "extensions": {},
+    }

@@ -29,12 +29,15 @@ from .errors import InvalidRequest, NotFound, ProxyError, RequestTooLarge, Upstr
 from .proxy import Proxy
 from .routing import mapped_name
 from .settings import Settings
-from .streaming import StreamBody, open_event_stream
+from .streaming import ShutdownNotice, StreamBody, open_event_stream
 
 log = logging.getLogger(__name__)
 
 #: The first model-list refresh happens before serving, but never delays it longer.
 STARTUP_DISCOVERY_TIMEOUT = 3.0
+#: The final (shielded) write of a response: a few bytes, unless the client
+#: stopped reading.
+FINAL_WRITE_TIMEOUT = 10.0
 
 _SSE_HEADERS = {
     "content-type": "text/event-stream; charset=utf-8",
@@ -45,19 +48,42 @@ _SSE_HEADERS = {
 
 
 class _HTTPConnection(TrioASGIHTTPConnection):
-    """Releases a stream's backend response if Quart never got to send its body."""
+    """quart-trio's HTTP connection, with two repairs.
+
+    * The last write of every response is shielded. Hypercorn answers that
+      write with ``http.disconnect``, on which quart-trio cancels the request,
+      while Hypercorn is still inside the same write restarting the
+      connection's keep-alive timer; cancelled there, the timer never runs
+      again, idle connections are never closed, and shutdown waits its full
+      grace period for them.
+    * A stream's backend response is released if Quart never got to send the
+      body (the client left between our handler returning and the first write).
+    """
 
     async def _send_response(self, send: Any, response: Any) -> None:
+        async def send_last_shielded(message: Any) -> None:
+            if message.get("type") == "http.response.body" and not message.get("more_body", False):
+                with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_TIMEOUT):
+                    await send(message)
+            else:
+                await send(message)
+
         try:
-            await super()._send_response(send, response)
+            await super()._send_response(send_last_shielded, response)
         finally:
             body = getattr(response, "response", None)
             if isinstance(body, StreamBody):
                 await body.discard()
 
 
-def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = None) -> QuartTrio:
-    """Build the app. Tests pass an ``httpx.AsyncClient`` with a mock transport."""
+def create_app(
+    settings: Settings,
+    *,
+    http_client: httpx.AsyncClient | None = None,
+    shutdown: ShutdownNotice | None = None,
+) -> QuartTrio:
+    """Build the app. Tests pass an ``httpx.AsyncClient`` with a mock transport;
+    the server passes the notice it gives when a graceful shutdown begins."""
     app = QuartTrio(__name__)
     app.asgi_http_class = _HTTPConnection
     # Quart cuts every response at 60 s by default, silently (quart-trio.md 5.5).
@@ -164,6 +190,7 @@ def create_app(settings: Settings, *, http_client: httpx.AsyncClient | None = No
             ping_interval=settings.ping_interval,
             label=f"{g.request_id} model={body['model']} backend={used.route.backend.name}",
             on_usage=lambda usage: proxy.learn(used, usage),
+            shutdown=shutdown,
         )
         return Response(StreamBody(upstream, stream), status=200, headers=_SSE_HEADERS)
 

@@ -21,14 +21,20 @@ from .errors import AuthenticationFailed
 
 
 def client_key(headers: Mapping[str, str]) -> str | None:
+    """The client's key, from ``x-api-key`` or ``Authorization: Bearer``.
+
+    Raises:
+        AuthenticationFailed: the key is not printable ASCII (no API key is,
+            and HTTP could not forward it).
+    """
     key = headers.get("x-api-key")
-    if key:
-        return key.strip()
-    authorization = headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+    if not key:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        key = token if scheme.lower() == "bearer" else None
+    key = key.strip() if key else None
+    if key and not (key.isascii() and key.isprintable()):
+        raise AuthenticationFailed("Invalid API key: not printable ASCII")
+    return key or None
 
 
 def check_client(allowed: Sequence[str], headers: Mapping[str, str]) -> None:

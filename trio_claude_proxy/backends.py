@@ -172,6 +172,8 @@ def backend_from_table(name: str, table: Mapping[str, Any], environ: Mapping[str
     key = strings["key"]
     if strings["key_env"]:
         key = environ.get(strings["key_env"]) or key
+    if key is not None and not (key.isascii() and key.isprintable()):
+        raise SettingsError(f"{where}: the key is not printable ASCII")
     preset = strings["preset"] or "generic"
     models = table.get("models", [])
     if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):

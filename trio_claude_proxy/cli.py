@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import threading
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import trio
 
 from ._version import __version__
-from .server import serve
+from .server import serve, wait_for_signal
 from .settings import SettingsError, load_settings
 
 
@@ -62,13 +66,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trio-claude-proxy: log_level: {settings.log_level!r} is not a level", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    async def shutdown_trigger() -> None:
+        await wait_for_signal()
+        # A client that stopped reading can hold a connection past any
+        # cancellation (Hypercorn shields socket writes); do not let it hold
+        # the process too.
+        watchdog = threading.Timer(settings.graceful_timeout + HARD_EXIT_AFTER, _hard_exit)
+        watchdog.daemon = True
+        watchdog.start()
+
     try:
-        trio.run(serve, settings)
-    except KeyboardInterrupt:
-        return 130
-    except (OSError, BaseExceptionGroup) as exc:
-        # Hypercorn's nurseries wrap a failed bind (port taken) in groups.
-        cause = _first_os_error(exc)
+        trio.run(partial(serve, settings, shutdown_trigger=shutdown_trigger))
+    except (KeyboardInterrupt, OSError, BaseExceptionGroup) as exc:
+        # Hypercorn's nurseries wrap a failed bind (port taken), and a second
+        # Ctrl-C, in exception groups.
+        if _first(exc, KeyboardInterrupt) is not None:
+            return 130
+        cause = _first(exc, OSError)
         if cause is None:
             raise
         logging.getLogger("trio_claude_proxy").error("cannot serve: %s", cause)
@@ -76,12 +90,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _first_os_error(exc: BaseException) -> OSError | None:
-    if isinstance(exc, OSError):
+#: Seconds past graceful_timeout after which a shutdown stops waiting for connections.
+HARD_EXIT_AFTER = 5.0
+
+
+def _hard_exit() -> None:
+    logging.getLogger("trio_claude_proxy").error(
+        "connections did not close within the graceful timeout; exiting anyway"
+    )
+    logging.shutdown()
+    os._exit(1)
+
+
+def _first(exc: BaseException, kind: type[BaseException]) -> Any:
+    if isinstance(exc, kind):
         return exc
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
-            found = _first_os_error(inner)
+            found = _first(inner, kind)
             if found is not None:
                 return found
     return None

@@ -252,7 +252,8 @@ class Proxy:
             return await backend.count_tokens(chat, key)
         except ProxyError as exc:
             log.info("token count from backend %s failed (%s); estimating", name, exc.message)
-            self._tokenizer_down[name] = trio.current_time() + TOKENIZER_RETRY_AFTER
+            if exc.status not in (401, 403):  # one client's bad key says nothing of the endpoint
+                self._tokenizer_down[name] = trio.current_time() + TOKENIZER_RETRY_AFTER
             return None
 
     async def _compress(self, request: dict[str, Any], route: Route, headers: Mapping[str, str]) -> dict[str, Any]:

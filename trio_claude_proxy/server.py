@@ -22,6 +22,7 @@ from ._version import __version__
 from .app import create_app
 from .backends import redact_url
 from .settings import Settings
+from .streaming import ShutdownNotice
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,15 @@ async def serve(
     Reports the bound URLs through ``task_status`` once listening, so tests can
     ``await nursery.start(serve, settings)`` with port 0.
     """
-    app = create_app(settings, http_client=http_client)
-    trigger = shutdown_trigger or wait_for_signal
+    notice = ShutdownNotice()
+    app = create_app(settings, http_client=http_client, shutdown=notice)
+    wait = shutdown_trigger or wait_for_signal
+
+    async def trigger() -> None:
+        await wait()
+        # Hypercorn gives in-flight requests graceful_timeout from now.
+        notice.begin(settings.graceful_timeout)
+
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(
             partial(hypercorn.trio.serve, app, hypercorn_config(settings), shutdown_trigger=trigger)

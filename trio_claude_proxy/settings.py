@@ -296,6 +296,9 @@ def _coerce(values: dict[str, Any]) -> Settings:
     for name in ("backend_key", "big_model", "middle_model", "small_model"):
         if out.get(name) == "":
             out[name] = None
+    key = out.get("backend_key")
+    if key is not None and not (key.isascii() and key.isprintable()):
+        raise SettingsError("backend_key: not printable ASCII")
     return replace(Settings(), **out)
 
 

@@ -36,7 +36,7 @@ from quart.wrappers.response import ResponseBody
 
 from .convert import StreamTranslator
 from .convert.response import completion_as_chunk
-from .errors import ProxyError, UpstreamError
+from .errors import Overloaded, ProxyError, UpstreamError
 from .sse import PING, ServerSentEvent, SSEDecoder, SSEError, encode_event, encode_events
 from .upstream import (
     MAX_COMPLETION_BODY,
@@ -51,6 +51,10 @@ log = logging.getLogger(__name__)
 
 #: How long to wait for the usage chunk and [DONE] after finish_reason.
 AFTER_FINISH_GRACE = 5.0
+#: A client that takes no chunk for this long has stopped reading.
+WRITE_TIMEOUT = 120.0
+#: A stream cut by shutdown says so this long before the hard deadline.
+SHUTDOWN_MARGIN = 1.0
 
 
 class StreamBody(ResponseBody):
@@ -81,6 +85,22 @@ class StreamBody(ResponseBody):
             await aclose_response(self._upstream)
 
 
+class ClientStalled(Exception):
+    """The client has not taken a chunk for :data:`WRITE_TIMEOUT` seconds."""
+
+
+async def deliver(send: trio.MemorySendChannel[bytes], data: bytes) -> None:
+    """Hand ``data`` to the response writer, or raise :class:`ClientStalled`.
+
+    A client that keeps its socket open but stops reading would otherwise
+    hold the relay, and with it the backend connection, forever.
+    """
+    with trio.move_on_after(WRITE_TIMEOUT) as scope:
+        await send.send(data)
+    if scope.cancelled_caught:
+        raise ClientStalled
+
+
 class KeepAlive:
     """Sends a ping once the client has heard nothing for ``interval`` seconds."""
 
@@ -96,8 +116,35 @@ class KeepAlive:
             while True:
                 await trio.sleep_until(self.due)
                 if trio.current_time() >= self.due:
-                    await send.send(PING)
+                    try:
+                        await deliver(send, PING)
+                    except ClientStalled:
+                        return  # the relay notices too, and ends the stream
                     self.touch()
+
+
+class ShutdownNotice:
+    """Tells running streams when a graceful shutdown will cut them off.
+
+    Hypercorn gives in-flight requests ``graceful_timeout`` seconds, then
+    cancels them without a word; the client would see a truncated stream. A
+    relay still running just before that deadline ends its stream with an
+    ``overloaded_error`` event instead, which clients retry (elsewhere, behind
+    a load balancer).
+    """
+
+    def __init__(self) -> None:
+        self.started = trio.Event()
+        self.deadline = math.inf
+
+    def begin(self, grace: float) -> None:
+        self.deadline = trio.current_time() + grace
+        self.started.set()
+
+    async def wait_until_cut(self) -> None:
+        await self.started.wait()
+        margin = min(SHUTDOWN_MARGIN, (self.deadline - trio.current_time()) / 2)
+        await trio.sleep_until(self.deadline - margin)
 
 
 @asynccontextmanager
@@ -108,13 +155,14 @@ async def open_event_stream(
     ping_interval: float,
     label: str = "",
     on_usage: Callable[[dict[str, Any] | None], None] | None = None,
+    shutdown: ShutdownNotice | None = None,
 ) -> AsyncIterator[trio.MemoryReceiveChannel[bytes]]:
     """Relay ``upstream`` as Anthropic SSE; ``on_usage`` gets the backend's usage
     once the stream completed normally."""
     send, receive = trio.open_memory_channel[bytes](0)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_relay, upstream, translator, send, ping_interval, label)
+            nursery.start_soon(_relay, upstream, translator, send, ping_interval, label, shutdown)
             async with receive:
                 yield receive
             nursery.cancel_scope.cancel(reason="client stopped reading")
@@ -130,6 +178,7 @@ async def _relay(
     send: trio.MemorySendChannel[bytes],
     ping_interval: float,
     label: str,
+    shutdown: ShutdownNotice | None,
 ) -> None:
     started = time.monotonic()
     outcome = "ok"
@@ -137,23 +186,54 @@ async def _relay(
     try:
         async with send, trio.open_nursery() as inner:
             inner.start_soon(keepalive.run, send.clone())
-            await send.send(encode_events(translator.start()))
-            keepalive.touch()
             try:
-                await _pump(upstream, translator, send, keepalive)
-            except ProxyError as exc:
-                outcome = f"error {exc.error_type}: {exc.message}"
-                await send.send(encode_event(exc.body()))
-            except Exception as exc:
-                log.exception("stream relay failed")
-                outcome = f"crash {type(exc).__name__}"
-                await send.send(encode_event(UpstreamError("Internal proxy error").body()))
+                outcome = await _run_stream(upstream, translator, send, keepalive, shutdown, inner)
+            except ClientStalled:
+                outcome = f"abandoned: the client read nothing for {WRITE_TIMEOUT:.0f}s"
+                await aclose_response(upstream)  # release the backend now, whatever the socket does
             inner.cancel_scope.cancel(reason="backend stream finished")
     except trio.Cancelled:
         outcome = "client disconnected"
         raise
     finally:
         log.info("%s stream %s in %.2fs", label, outcome, time.monotonic() - started)
+
+
+async def _run_stream(
+    upstream: UpstreamResponse,
+    translator: StreamTranslator,
+    send: trio.MemorySendChannel[bytes],
+    keepalive: KeepAlive,
+    shutdown: ShutdownNotice | None,
+    nursery: trio.Nursery,
+) -> str:
+    """message_start, the backend's stream, and at most one error event; the outcome."""
+    await deliver(send, encode_events(translator.start()))
+    keepalive.touch()
+    error: ProxyError | None = None
+    with trio.CancelScope() as pump:
+        if shutdown is not None:
+            nursery.start_soon(_cut_at_shutdown, shutdown, pump)
+        try:
+            await _pump(upstream, translator, send, keepalive)
+        except ProxyError as exc:
+            error = exc
+        except ClientStalled:
+            raise
+        except Exception:
+            log.exception("stream relay failed")
+            error = UpstreamError("Internal proxy error")
+    if pump.cancelled_caught:
+        error = Overloaded("The proxy is shutting down; retry the request")
+    if error is None:
+        return "ok"
+    await deliver(send, encode_event(error.body()))
+    return f"error {error.error_type}: {error.message}"
+
+
+async def _cut_at_shutdown(shutdown: ShutdownNotice, pump: trio.CancelScope) -> None:
+    await shutdown.wait_until_cut()
+    pump.cancel(reason="graceful shutdown deadline")
 
 
 async def _pump(
@@ -167,7 +247,7 @@ async def _pump(
         # A backend that ignored stream:true (or put an error in a 200).
         body = parse_completion_body(await read_bounded(upstream, MAX_COMPLETION_BODY))
         events = translator.feed(completion_as_chunk(body)) + translator.finish()
-        await send.send(encode_events(events))
+        await deliver(send, encode_events(events))
         return
     decoder = SSEDecoder()
     done = False
@@ -180,7 +260,7 @@ async def _pump(
                     events: list[dict[str, Any]] = []
                     done = translate_sse_events(decoder.feed(data), translator, events)
                     if events:
-                        await send.send(encode_events(events))
+                        await deliver(send, encode_events(events))
                         keepalive.touch()
                     if done:
                         break
@@ -195,7 +275,7 @@ async def _pump(
     except SSEError as exc:
         raise UpstreamError(f"Backend stream unusable: {exc}") from exc
     tail += translator.finish()
-    await send.send(encode_events(tail))
+    await deliver(send, encode_events(tail))
 
 
 def translate_sse_events(

@@ -146,14 +146,19 @@ class Backend:
         return parse_completion_body(body)
 
     async def _metadata(self, url: str, api_key: str | None, body: dict[str, Any] | None = None) -> Any:
-        """GET (or POST ``body`` to) a small JSON endpoint: model lists, tokenizers."""
+        """GET (or POST ``body`` to) a small JSON endpoint: model lists, tokenizers.
+
+        :data:`METADATA_TIMEOUT` bounds the whole call, not each read: a
+        tokenizer that trickles bytes must not slow every request.
+        """
         headers = self._headers(api_key, stream=False)
-        with map_upstream_errors():
+        with trio.move_on_after(METADATA_TIMEOUT) as deadline, map_upstream_errors():
             if body is None:
-                response = await self.client.get(url, headers=headers, timeout=METADATA_TIMEOUT)
+                response = await self.client.get(url, headers=headers)
             else:
-                response = await self.client.post(url, content=_dumps(body), headers=headers,
-                                                  timeout=METADATA_TIMEOUT)
+                response = await self.client.post(url, content=_dumps(body), headers=headers)
+        if deadline.cancelled_caught:
+            raise UpstreamTimeout(f"Timed out waiting for {redact_url(url)}")
         if not response.is_success:
             raise errors.error_from_upstream(response.status_code, response.text)
         try:
@@ -287,4 +292,10 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON; a lone surrogate from the client (valid JSON, not
+    valid UTF-8) falls back to ASCII escapes and lets the backend judge it."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(payload, separators=(",", ":")).encode()
