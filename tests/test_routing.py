@@ -108,6 +108,7 @@ def test_azure_deployment_path_and_auth_header() -> None:
     assert azure.chat_completions_url("gpt-4o") == (
         "https://r.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21")
     assert azure.auth_header == "api-key"
+    assert azure.models_url == "https://r.openai.azure.com/openai/models?api-version=2024-10-21"
 
 
 def test_root_url_for_tokenize_endpoints() -> None:
@@ -150,7 +151,7 @@ key_env = "DS_KEY"
     assert [b.name for b in s.all_backends] == ["gpu", "cloud"]
     gpu, cloud = s.all_backends
     assert gpu.fallback == "cloud" and gpu.context_length == 32768 and gpu.key is None
-    assert dict(gpu.headers) == {"X-Env": "e", "X-Proxy": "trio", "X-Gpu": "1"}
+    assert dict(gpu.headers) == {"X-Proxy": "trio", "X-Env": "e", "X-Gpu": "1"}
     assert cloud.key == "sk-ds" and cloud.url == "https://api.deepseek.com/v1"
     assert s.model_map["claude-ds"] == ModelTarget("deepseek-chat", "cloud")
     assert s.client_keys == ("team-a", "team-b") and s.prompt_compression == "compact"

@@ -62,7 +62,7 @@ def test_backend_url_forms(url: str, normal: str) -> None:
 
 def test_chat_completions_url_keeps_query() -> None:
     s = Settings(backend_url="https://h/openai/v1?api-version=1")
-    assert s.chat_completions_url == "https://h/openai/v1/chat/completions?api-version=1"
+    assert s.all_backends[0].chat_completions_url("m") == "https://h/openai/v1/chat/completions?api-version=1"
 
 
 @pytest.mark.parametrize(
@@ -106,3 +106,5 @@ def test_dotenv_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest
 def test_cli_reports_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--backend-url", "nonsense"]) == 2
     assert "backend_url" in capsys.readouterr().err
+    assert main(["--log-level", "chatty"]) == 2
+    assert "log_level" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 
+from .backends import printable_ascii
 from .errors import AuthenticationFailed
 
 
@@ -32,7 +33,7 @@ def client_key(headers: Mapping[str, str]) -> str | None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         key = token if scheme.lower() == "bearer" else None
     key = key.strip() if key else None
-    if key and not (key.isascii() and key.isprintable()):
+    if key and not printable_ascii(key):
         raise AuthenticationFailed("Invalid API key: not printable ASCII")
     return key or None
 

@@ -43,6 +43,11 @@ class SettingsError(Exception):
     """A setting has a value we cannot use; the message says which and why."""
 
 
+def printable_ascii(text: str) -> bool:
+    """What an HTTP/1.1 header (a key, a custom header) can carry."""
+    return text.isascii() and text.isprintable()
+
+
 def redact_url(url: str) -> str:
     """A URL fit for logs: no user:password, no query (Azure-style keys ride there)."""
     parts = urlsplit(url)
@@ -149,6 +154,8 @@ class BackendConfig:
     @property
     def models_url(self) -> str:
         base, _, query = self.url.partition("?")
+        if self.api_version:
+            query = f"api-version={self.api_version}"
         return f"{base.rstrip('/')}/models" + (f"?{query}" if query else "")
 
 
@@ -160,7 +167,8 @@ _BACKEND_KEYS = {
 
 def backend_from_table(name: str, table: Mapping[str, Any], environ: Mapping[str, str]) -> BackendConfig:
     """One ``[backends.NAME]`` table. ``key_env`` names the variable holding the key,
-    so the key itself never sits in the file; ``dialect`` overrides preset knobs."""
+    so the key need not sit in the file (``key`` is accepted too, for local
+    setups); ``dialect`` overrides preset knobs."""
     where = f"backends.{name}"
     unknown = sorted(set(table) - _BACKEND_KEYS)
     if unknown:
@@ -172,7 +180,7 @@ def backend_from_table(name: str, table: Mapping[str, Any], environ: Mapping[str
     key = strings["key"]
     if strings["key_env"]:
         key = environ.get(strings["key_env"]) or key
-    if key is not None and not (key.isascii() and key.isprintable()):
+    if key is not None and not printable_ascii(key):
         raise SettingsError(f"{where}: the key is not printable ASCII")
     preset = strings["preset"] or "generic"
     models = table.get("models", [])
@@ -222,7 +230,7 @@ def check_headers(headers: Any, where: str) -> dict[str, str]:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise SettingsError(f"{where}.{name}: expected a string")
         text = str(value)
-        if not (str(name).isascii() and str(name).isprintable() and text.isascii() and text.isprintable()):
+        if not (printable_ascii(str(name)) and printable_ascii(text)):
             raise SettingsError(f"{where}.{name}: header names and values must be printable ASCII")
         out[str(name)] = text
     return out

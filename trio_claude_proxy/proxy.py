@@ -1,7 +1,8 @@
 """The proxy's request pipeline, between the routes and the backends.
 
-For each request: strip and compress the prompt as configured, route the model
-name, translate for that backend's dialect, count the prompt (the backend's own
+For each request: strip the billing line, route the model name, compress the
+prompt as configured (a summary is asked of the routed backend), translate for
+that backend's dialect, count the prompt (the backend's own
 tokenizer where it has one, else the calibrated estimate), fit ``max_tokens`` to
 the context window, then send, falling back to another backend when the first
 fails before anything was sent to the client.
@@ -261,10 +262,7 @@ class Proxy:
         if mode == "none":
             return request
         budget = self.settings.compact_budget
-
-        def count(text: str) -> int:
-            return tokens.count_text_tokens(text)
-
+        count = tokens.count_text_tokens
         if mode == "summarize":
             system = prompt.combined_system(request)
             if system and count(system) > budget:

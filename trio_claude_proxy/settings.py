@@ -1,7 +1,8 @@
 """Settings: command-line flags over environment over a TOML file over defaults.
 
-Every scalar setting has a flag or an environment variable of ours
-(``CLAUDE_PROXY_*``), and the names the proxies our users come from read
+Every scalar setting but ``max_body_bytes`` has an environment variable of
+ours (``CLAUDE_PROXY_*``), the main ones a flag too, and the names the proxies
+our users come from read
 (``BACKEND_URL``, ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, ``HOST``, ``PORT``,
 ``HOST_PORT``, ``LOG_LEVEL``, ``BACKEND_TIMEOUT_SECS``, ``BIG_MODEL``,
 ``MIDDLE_MODEL``, ``SMALL_MODEL``, ``CUSTOM_HEADER_*``), so an existing ``.env``
@@ -28,6 +29,7 @@ from .backends import (
     custom_headers_from_env,
     make_backend,
     normalize_backend_url,
+    printable_ascii,
 )
 
 __all__ = ["MAX_BODY_BYTES", "ModelTarget", "Settings", "SettingsError", "load_settings",
@@ -37,6 +39,7 @@ __all__ = ["MAX_BODY_BYTES", "ModelTarget", "Settings", "SettingsError", "load_s
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 COMPRESSION_MODES = ("none", "compact", "summarize")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,8 @@ class Settings:
     #: ``compact_budget`` tokens) or "summarize" (one backend call, cached).
     prompt_compression: str = "none"
     compact_budget: int = 4000
-    #: With a fixed backend key: the client keys allowed to use the proxy (empty: any).
+    #: The client keys allowed to use the proxy (empty: any key, which is then
+    #: forwarded or ignored depending on the backend's own key).
     client_keys: tuple[str, ...] = ()
     #: Exact model names and where they go; wins over the families.
     model_map: Mapping[str, ModelTarget] = field(default_factory=dict)
@@ -92,10 +96,6 @@ class Settings:
     custom_headers: Mapping[str, str] = field(default_factory=dict)
     #: Declared backends; empty means one backend from ``backend_url``.
     backends: tuple[BackendConfig, ...] = ()
-
-    @property
-    def chat_completions_url(self) -> str:
-        return self.all_backends[0].chat_completions_url("")
 
     @property
     def all_backends(self) -> tuple[BackendConfig, ...]:
@@ -191,7 +191,8 @@ def load_settings(
     values.update({k: v for k, v in flags.items() if v is not None})
     settings = _coerce(values)
 
-    headers = check_headers({**custom_headers_from_env(environ), **_table(file_values, "custom_headers")},
+    # The environment wins over the file, as for every other setting.
+    headers = check_headers({**_table(file_values, "custom_headers"), **custom_headers_from_env(environ)},
                             "custom_headers")
     backends = []
     for name, table in _table(file_values, "backends").items():
@@ -297,8 +298,10 @@ def _coerce(values: dict[str, Any]) -> Settings:
         if out.get(name) == "":
             out[name] = None
     key = out.get("backend_key")
-    if key is not None and not (key.isascii() and key.isprintable()):
+    if key is not None and not printable_ascii(key):
         raise SettingsError("backend_key: not printable ASCII")
+    if out.get("log_level", "INFO") not in LOG_LEVELS:
+        raise SettingsError(f"log_level: {out['log_level']!r} is not one of {', '.join(LOG_LEVELS)}")
     return replace(Settings(), **out)
 
 

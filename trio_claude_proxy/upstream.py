@@ -1,12 +1,13 @@
-"""The backend client: the only module that imports httpx.
+"""The backend client: every request to a backend is made here.
 
-httpx failures and the backend's error responses are mapped to
-:mod:`~trio_claude_proxy.errors` classes in exactly one place,
-:func:`map_upstream_errors`, picking the most specific match.
+httpx's transport failures are mapped to :mod:`~trio_claude_proxy.errors`
+classes in one place, :func:`map_upstream_errors`, picking the most specific
+match; the backend's error responses in :func:`errors.error_from_upstream`.
 
 Error handling: every call either returns what the backend sent with a 2xx
-status, or raises :class:`~trio_claude_proxy.errors.ProxyError`. Error bodies
-are read only up to :data:`MAX_ERROR_BODY` bytes.
+status, or raises :class:`~trio_claude_proxy.errors.ProxyError`. Completion
+error bodies are read only up to :data:`MAX_ERROR_BODY` bytes; metadata calls
+are bounded by :data:`METADATA_TIMEOUT` instead.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ class Dialect:
     #: Ask for ``stream_options.include_usage`` (the usage chunk after finish_reason).
     stream_usage: bool = True
     #: How the request's ``thinking`` / ``output_config.effort`` reach the backend:
-    #: None (not at all), ``"reasoning_effort"`` (OpenAI, vLLM, Groq),
+    #: None (not at all: the default, as support varies by model), ``"reasoning_effort"``
+    #: (OpenAI's reasoning models, vLLM, Groq: set it per backend),
     #: ``"openrouter"`` (``reasoning: {effort}``), ``"deepseek"``
     #: (``thinking: {type}`` + ``reasoning_effort``), or ``"chat_template_kwargs"``
     #: (``enable_thinking`` for Qwen-style templates on vLLM and SGLang).

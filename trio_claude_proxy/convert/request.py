@@ -29,14 +29,14 @@ from typing import Any
 from .dialect import DEFAULT_DIALECT, Dialect
 from .documents import pdf_text
 from .ids import signature_details, to_backend_tool_id, to_backend_tool_name
-from .types import ChatMessage
+from .types import ChatCompletionRequest, ChatMessage, MessagesRequest
 
 Block = dict[str, Any]
 
 
 def to_chat_request(
-    request: dict[str, Any], *, model: str, dialect: Dialect = DEFAULT_DIALECT
-) -> dict[str, Any]:
+    request: MessagesRequest | dict[str, Any], *, model: str, dialect: Dialect = DEFAULT_DIALECT
+) -> ChatCompletionRequest | dict[str, Any]:
     """Translate a validated Messages request for the backend model ``model``."""
     tools, dropped_tools = _tools(request.get("tools"))
     out: dict[str, Any] = {"model": model, "messages": _messages(request, dialect)}

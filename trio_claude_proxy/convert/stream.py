@@ -44,7 +44,7 @@ from .dialect import DEFAULT_DIALECT, Dialect
 from .ids import new_message_id, new_signature, new_tool_use_id, to_anthropic_tool_id
 from .jsonscan import ArgumentScanner, parse_arguments
 from .think import ThinkTagParser
-from .types import StreamEvent
+from .types import ChatCompletionChunk, StreamEvent
 
 _STOP_REASONS = {
     "stop": "end_turn",
@@ -162,7 +162,7 @@ class StreamTranslator:
             }
         ]
 
-    def feed(self, chunk: dict[str, Any]) -> list[StreamEvent]:
+    def feed(self, chunk: ChatCompletionChunk | dict[str, Any]) -> list[StreamEvent]:
         if self.state == "ERROR" or self.state == "DONE":
             return []
         try:

@@ -13,27 +13,6 @@ from typing import Any, Literal, NotRequired, TypedDict
 # ---- Anthropic -----------------------------------------------------------------
 
 
-class TextBlock(TypedDict):
-    type: Literal["text"]
-    text: str
-
-
-class ToolUseBlock(TypedDict):
-    type: Literal["tool_use"]
-    id: str
-    name: str
-    input: dict[str, Any]
-
-
-class ThinkingBlock(TypedDict):
-    type: Literal["thinking"]
-    thinking: str
-    signature: str
-
-
-ContentBlock = TextBlock | ToolUseBlock | ThinkingBlock
-
-
 class MessageParam(TypedDict):
     role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
@@ -78,17 +57,9 @@ class Message(TypedDict):
     usage: Usage
 
 
-# Stream events are plain dicts whose "type" is one of these.
-StreamEventType = Literal[
-    "message_start",
-    "content_block_start",
-    "content_block_delta",
-    "content_block_stop",
-    "message_delta",
-    "message_stop",
-    "ping",
-    "error",
-]
+# Stream events are plain dicts whose "type" is message_start,
+# content_block_start, content_block_delta, content_block_stop, message_delta,
+# message_stop, ping or error.
 StreamEvent = dict[str, Any]
 
 # ---- OpenAI ----------------------------------------------------------------------

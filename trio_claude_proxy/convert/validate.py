@@ -99,8 +99,6 @@ def _check_message(message: Any, path: str) -> None:
         raise _fail(f"{path}.content", "Input should be a valid string or list")
     for j, block in enumerate(content):
         _check_block(block, f"{path}.content.{j}")
-        if role == "system" and block.get("type") != "text":
-            continue  # ignored, as in `system`
 
 
 # Blocks that may appear inside a tool_result's content or a document's content source.
