@@ -79,6 +79,21 @@ def assert_valid_stream(events: list[dict[str, Any]], *, complete: bool = True) 
         assert events[-1]["type"] == "message_stop", events[-1]
 
 
+def as_transcript_blocks(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A client's final content in the form transcripts expect: our signatures
+    and random tool ids replaced by placeholders (after checking they are ours)."""
+    out = []
+    for block in blocks:
+        block = {k: v for k, v in block.items() if k != "citations"}
+        if block["type"] == "thinking":
+            assert block["signature"].startswith("tcp1_")
+            block["signature"] = "<signature>"
+        if block["type"] == "tool_use" and not block["id"].startswith(("call", "toolu_enc_")):
+            block["id"] = "<toolu_id>"
+        out.append(block)
+    return out
+
+
 def without_ids(value: Any) -> Any:
     """Replace the ids and signatures we generate at random, so two runs compare equal.
 
