@@ -111,10 +111,7 @@ class Backend:
         response = await self._post(payload, api_key, stream=stream)
         if response.is_success:
             return response
-        try:
-            error = await _error_from_response(response)
-        finally:
-            await aclose_response(response)
+        error = await _close_with_error(response)
         if not (response.status_code == 400 and "max_tokens" in payload
                 and _MAX_COMPLETION_TOKENS_HINT.search(error.message)):
             raise error
@@ -125,10 +122,7 @@ class Backend:
             while len(self._wants_max_completion_tokens) > _REMEMBERED_MODELS:
                 del self._wants_max_completion_tokens[next(iter(self._wants_max_completion_tokens))]
             return response
-        try:
-            raise await _error_from_response(response)
-        finally:
-            await aclose_response(response)
+        raise await _close_with_error(response)
 
     async def open_stream(self, payload: dict[str, Any], api_key: str | None) -> UpstreamResponse:
         """POST a streaming request; return the response once its 2xx status is in.
@@ -266,11 +260,14 @@ async def read_bounded(response: UpstreamResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _error_from_response(response: UpstreamResponse) -> ProxyError:
+async def _close_with_error(response: UpstreamResponse) -> ProxyError:
+    """Read a backend's error response (bounded), close it, and map it."""
     try:
         raw = await read_bounded(response, MAX_ERROR_BODY)
     except ProxyError:
         raw = b""
+    finally:
+        await aclose_response(response)
     text = raw.decode("utf-8", errors="replace")
     body: Any
     try:
